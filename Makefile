@@ -1,0 +1,40 @@
+# The two front-door commands: `make run` and `make test`. Both set up what
+# they need (venv, pinned requirements, the embedded data set) and are quick
+# when that is already done.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+export TI_SKIP_VERSION_CHECK := ON
+
+.PHONY: run test setup data bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist, unpacked once into the workspace.
+data: $(STAMP)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's dataset-fashion-mnist"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	fi
+	@$(PY) -m designer prepare-data
+
+run: data
+	@echo "Kernel Studio: http://$(HOST):$(PORT)"
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+
+test: data
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m designer bench --arch vgg --depth 16 --anycfg ASK_5a --batch-size 32 --backend all
+
+clean:
+	rm -rf $(VENV) workspace

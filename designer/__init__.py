@@ -1,0 +1,1 @@
+"""Kernel Studio's domain: designs, building, counting, benchmarking, training. No UI here."""

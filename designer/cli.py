@@ -1,0 +1,200 @@
+"""`python -m designer COMMAND`: everything the app does, scriptable.
+
+Errors go to stderr as one line: exit 2 for bad input (DesignError, bad
+options, unreadable files), 1 for anything else that fails. `--json` prints
+exactly one JSON object on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from designer.build import build_model, conv_layers, dense_design, validate
+from designer.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
+from designer.counting import CONVENTIONS, count_design
+from designer.data import DATASETS, prepare_fashion_mnist
+from designer.design import Design, LayerChoice, Network, loads_design
+from designer.errors import DesignError
+from designer.shapes import ASK_PRESETS
+from designer.workspace import data_root, workspace_home
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2."""
+
+    def error(self, message):
+        raise DesignError(message, self.prog)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model options")
+    group.add_argument("--arch", default="vgg", help="vgg, resnet (ASK aliases vgg_any, resnet_any)")
+    group.add_argument("--depth", type=int, default=None, help="VGG 11/13/16/19 (default 16); ResNet 6n+2 (default 20)")
+    group.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    shapes = group.add_mutually_exclusive_group()
+    shapes.add_argument("--anycfg", metavar="PRESET", help=f"ASK preset on every 3x3 conv: {', '.join(ASK_PRESETS)}")
+    shapes.add_argument("--cfglist", metavar="FILE", help="ASK cfglist (JSON or the ASK README's Python list)")
+    group.add_argument("--design", metavar="FILE", help="a design JSON; replaces the options above")
+    group.add_argument("--checkpoint", metavar="FILE", help="weights to load")
+
+
+DEFAULT_DEPTH = {"vgg": 16, "vgg_any": 16, "resnet": 20, "resnet_any": 20}
+
+
+def read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DesignError(f"cannot read {what}: {err.strerror if isinstance(err, OSError) else err}", path) from None
+
+
+def design_from_args(args) -> Design:
+    """The design the model options describe."""
+    if args.design:
+        return loads_design(read_text(args.design, "the design"), args.design)
+    depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(args.arch, 16)
+    base = dense_design(Network(args.arch, depth, args.dataset))
+    if args.cfglist:
+        return design_from_cfglist(base.network, parse_cfglist_text(read_text(args.cfglist, "the cfglist"),
+                                                                   args.cfglist), args.cfglist)
+    if args.anycfg:
+        preset = LayerChoice.preset(args.anycfg)
+        covered = set(cfglist_layers(base.network))
+        return base.with_layers(preset if i in covered else layer for i, layer in enumerate(base.layers))
+    return base
+
+
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """Load our checkpoint (a state_dict, or a dict holding one) with weights_only=True."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DesignError("no such file", path) from None
+    except Exception as err:  # torch raises many types for corrupt files
+        raise DesignError(f"not a readable weights file ({type(err).__name__}: {str(err).splitlines()[0][:120]})",
+                          path) from None
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise DesignError("the file holds no state_dict", path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise DesignError(f"the weights do not fit the design: {first[:200]}", path) from None
+
+
+def cmd_count(args) -> dict:
+    design = design_from_args(args)
+    count = count_design(validate(design), args.convention)
+    result = count.to_json()
+    if not args.json:
+        dense = count_design(dense_design(design.network), args.convention)
+        print(f"{'layer':28} {'kind':6} {'params':>12} {'flops':>14}")
+        for layer in count.layers:
+            print(f"{layer.name:28} {layer.kind:6} {layer.params:12,d} {layer.flops:14,d}")
+        print(f"total ({args.convention}): {count.params / 1e6:.4f}M params, {count.flops / 1e6:.2f}M FLOPs; "
+              f"dense {dense.params / 1e6:.4f}M / {dense.flops / 1e6:.2f}M "
+              f"({dense.flops / max(count.flops, 1):.2f}x fewer FLOPs)")
+    return result
+
+
+def cmd_infer(args) -> dict:
+    design = design_from_args(args)
+    if not args.checkpoint:
+        raise DesignError("infer needs --checkpoint FILE", "infer")
+    model = build_model(design)
+    load_weights(model, args.checkpoint)
+    try:
+        x = torch.load(args.input, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DesignError("no such file", args.input) from None
+    except Exception as err:
+        raise DesignError(f"not a readable tensor file ({type(err).__name__})", args.input) from None
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4) or x.shape[-3] != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DesignError(f"expected a float tensor of shape (N, 3, H, W) or (3, H, W), got {shape}", args.input)
+    batch = x.unsqueeze(0) if x.dim() == 3 else x
+    model.eval()
+    with torch.no_grad():
+        y = model(batch.float())
+    torch.save(y if x.dim() == 4 else y[0], args.output)
+    result = {"output": args.output, "shape": list(y.shape)}
+    if not args.json:
+        print(f"wrote {args.output} with shape {tuple(y.shape)}")
+    return result
+
+
+def cmd_import_ask(args) -> dict:
+    from designer.ask_import import import_ask_checkpoint
+    design = design_from_args(args)
+    try:
+        checkpoint = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DesignError("no such file", args.ckpt) from None
+    except Exception as err:
+        raise DesignError(f"not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})",
+                          args.ckpt) from None
+    model = import_ask_checkpoint(design, checkpoint)
+    torch.save({"state_dict": model.state_dict(), "design": validate(design).to_json()}, args.out)
+    result = {"out": args.out, "tensors": len(model.state_dict()), "layers": len(conv_layers(design.network))}
+    if not args.json:
+        print(f"wrote {args.out}: {result['tensors']} tensors for {len(design.layers)} convolutions")
+    return result
+
+
+def cmd_prepare_data(args) -> dict:
+    raw = prepare_fashion_mnist(data_root(workspace_home(args.home)))
+    if not args.json:
+        print(f"Fashion-MNIST ready in {raw}")
+    return {"fashion-mnist": str(raw)}
+
+
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m designer", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CliParser)
+
+    count = commands.add_parser("count", help="params and FLOPs per layer and in total")
+    add_model_options(count)
+    count.add_argument("--convention", choices=CONVENTIONS, default="macs")
+    count.set_defaults(run=cmd_count)
+
+    infer = commands.add_parser("infer", help="eval-mode forward of a saved tensor")
+    add_model_options(infer)
+    infer.add_argument("--input", required=True, metavar="X.pt")
+    infer.add_argument("--output", required=True, metavar="Y.pt")
+    infer.set_defaults(run=cmd_infer)
+
+    imp = commands.add_parser("import-ask", help="a checkpoint of the ASK reference code -> ours")
+    imp.add_argument("ckpt", metavar="CKPT")
+    add_model_options(imp)
+    imp.add_argument("--out", required=True, metavar="FILE")
+    imp.set_defaults(run=cmd_import_ask)
+
+    prepare = commands.add_parser("prepare-data", help="unpack Debian's Fashion-MNIST into the workspace")
+    prepare.add_argument("--home", help="workspace folder (default ./workspace or $KERNEL_STUDIO_HOME)")
+    prepare.set_defaults(run=cmd_prepare_data)
+
+    for sub in commands.choices.values():
+        sub.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        result = args.run(args)
+    except DesignError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a failure, not bad input: still one line
+        print(f"failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+    return 0

@@ -1,0 +1,1 @@
+"""Convolution variants a design can choose, and the factory that builds them."""

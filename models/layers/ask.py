@@ -1,0 +1,93 @@
+"""Any-shape kernel (ASK) convolution: a k x k conv that keeps only some taps.
+
+A shape is any object with `taps` (tap numbers 1..k*k, row-major over the
+kernel: designer.shapes.KernelShape) and `k`.
+Output channels are split equally among the shapes, in order (ASK
+semantics); block g of the output sees only the taps of shape g. Only the
+active taps' weights are stored, one (Cout_g, Cin, taps_g) tensor per shape,
+so parameter counts are real. The `reference` backend builds the masked
+k x k kernel and runs one dense conv; autograd gives the backward. Faster
+backends register in ASK_BACKENDS and must give the same numbers.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# name -> forward(module, x); later backends (decomposed, taichi) add themselves.
+ASK_BACKENDS: dict[str, Callable[["AskConv2d", torch.Tensor], torch.Tensor]] = {}
+
+
+class AskConv2d(nn.Module):
+    """k x k convolution (padding k//2, no bias) restricted to the given shapes."""
+
+    def __init__(self, in_channels: int, out_channels: int, shapes,
+                 stride: int = 1, backend: str = "reference"):
+        super().__init__()
+        if not shapes:
+            raise ValueError("an ASK conv needs at least one shape")
+        k = shapes[0].k
+        if any(s.k != k for s in shapes):
+            raise ValueError("all shapes of one ASK conv must have the same kernel size")
+        if out_channels % len(shapes):
+            raise ValueError(f"{out_channels} output channels cannot be split among {len(shapes)} shapes")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = k, stride, k // 2
+        self.shapes = list(shapes)
+        self.group_out = out_channels // len(shapes)
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(self.group_out, in_channels, len(s))) for s in self.shapes
+        )
+        self.backend = backend
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # As the ASK reference initialises its 1x1 convs: N(0, sqrt(2 / out_channels_of_the_1x1)).
+        std = math.sqrt(2.0 / self.group_out)
+        for w in self.weights:
+            nn.init.normal_(w, 0.0, std)
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name not in ASK_BACKENDS:
+            raise ValueError(f"unknown ASK backend {name!r} (have {', '.join(ASK_BACKENDS)})")
+        self._backend = name
+
+    @property
+    def active_weights(self) -> int:
+        """Number of stored (active) weights: what MAC counts multiply by Ho*Wo."""
+        return sum(w.numel() for w in self.weights)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The equivalent masked k x k weight (Cout, Cin, k, k); differentiable."""
+        k = self.kernel_size
+        blocks = []
+        for shape, w in zip(self.shapes, self.weights):
+            flat = w.new_zeros(self.group_out, self.in_channels, k * k)
+            index = torch.tensor([t - 1 for t in shape.taps], device=w.device)
+            flat = flat.index_copy(2, index, w)
+            blocks.append(flat.view(self.group_out, self.in_channels, k, k))
+        return torch.cat(blocks, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ASK_BACKENDS[self._backend](self, x)
+
+    def extra_repr(self) -> str:
+        shapes = ", ".join("[" + ",".join(map(str, s.taps)) + "]" for s in self.shapes)
+        return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "
+                f"shapes={shapes}, backend={self._backend}")
+
+
+def _reference_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, module.dense_weight(), stride=module.stride, padding=module.padding)
+
+
+ASK_BACKENDS["reference"] = _reference_forward
