@@ -62,7 +62,7 @@ def design_from_args(args) -> Design:
         return design_from_cfglist(base.network, parse_cfglist_text(read_text(args.cfglist, "the cfglist"),
                                                                    args.cfglist), args.cfglist)
     if args.anycfg:
-        preset = LayerChoice.preset(args.anycfg)
+        preset = LayerChoice.preset(args.anycfg, "--anycfg")
         covered = set(cfglist_layers(base.network))
         return base.with_layers(preset if i in covered else layer for i, layer in enumerate(base.layers))
     return base

@@ -38,8 +38,8 @@ class LayerChoice:
         return cls("ask", tuple(shapes))
 
     @classmethod
-    def preset(cls, name: str) -> "LayerChoice":
-        return cls.ask(preset_shapes(name))
+    def preset(cls, name: str, where: str | None = None) -> "LayerChoice":
+        return cls.ask(preset_shapes(name, where))
 
     def to_json(self) -> dict:
         if self.kind == "ask":
@@ -106,7 +106,7 @@ def layer_from_json(raw, where: str) -> LayerChoice:
     if kind == "dense":
         return DENSE
     if "preset" in raw:
-        return LayerChoice.preset(_expect(raw["preset"], str, "preset", where))
+        return LayerChoice.preset(_expect(raw["preset"], str, "preset", where), where)
     k = _expect(raw.get("k", 3), int, "k", where)
     return LayerChoice.ask(parse_shapes(raw.get("shapes"), where, k))
 

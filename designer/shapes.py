@@ -50,6 +50,7 @@ class KernelShape:
 
     def __post_init__(self):
         validate_taps(self.taps, self.k)
+        object.__setattr__(self, "taps", tuple(self.taps))
 
     @classmethod
     def full(cls, k: int = 3) -> "KernelShape":
@@ -90,10 +91,10 @@ def validate_taps(taps, k: int, where: str | None = None) -> None:
         raise DesignError(f"duplicate taps {duplicates}", where)
 
 
-def preset_shapes(name: str) -> list[KernelShape]:
+def preset_shapes(name: str, where: str | None = None) -> list[KernelShape]:
     """The shapes of an ASK preset; DesignError naming the choices if unknown."""
     if name not in ASK_PRESETS:
-        raise DesignError(f"unknown preset {name!r} (choose one of {', '.join(ASK_PRESETS)})")
+        raise DesignError(f"unknown preset {name!r} (choose one of {', '.join(ASK_PRESETS)})", where)
     return [KernelShape(tuple(taps)) for taps in ASK_PRESETS[name]]
 
 

@@ -1,0 +1,67 @@
+"""The ASK cfglist format, both ways."""
+import json
+
+import pytest
+
+from designer.build import dense_design
+from designer.cfglist import design_from_cfglist, design_to_cfglist, parse_cfglist_text
+from designer.design import LayerChoice, Network
+from designer.errors import DesignError
+from designer.shapes import KernelShape
+
+VGG16 = Network("vgg", 16)
+README_EXAMPLE = "[[[2,4,5,6,8]]]*10 + [[[2,5],[4,5],[5,6],[5,8]]]*3"
+
+
+def test_readme_example_round_trips():
+    cfglist = parse_cfglist_text(README_EXAMPLE)
+    design = design_from_cfglist(VGG16, cfglist)
+    assert [layer.kind for layer in design.layers] == ["ask"] * 13
+    assert design.layers[12].shapes == tuple(KernelShape(t) for t in ([2, 5], [4, 5], [5, 6], [5, 8]))
+    assert design_to_cfglist(design) == cfglist
+    assert design_to_cfglist(design_from_cfglist(VGG16, json.loads(json.dumps(cfglist)))) == cfglist
+
+
+def test_python_text_as_in_the_ask_readme():
+    text = """any_vgg16_cfglist = [[[2,4,5,6,8]],
+          [[2,4,5,6,8]], [[2,4,5,6,8]], [[2,4,5,6,8]], [[2,4,5,6,8]],  # first five
+          [[1,2,4,5,6,8,9],[2,3,4,5,6,7,8]]] + [[[5, 2]] for i in range(7)]"""
+    cfglist = parse_cfglist_text(text)
+    assert len(cfglist) == 13 and cfglist[5] == [[1, 2, 4, 5, 6, 8, 9], [2, 3, 4, 5, 6, 7, 8]]
+    design = design_from_cfglist(VGG16, cfglist)
+    assert design.layers[12].shapes[0].taps == (5, 2)  # the given tap order is the reference's weight order
+    assert design_to_cfglist(design)[12] == [[5, 2]]
+
+
+def test_dense_layers_are_the_full_shape():
+    design = dense_design(Network("resnet", 20))
+    design = design.with_layers([LayerChoice.preset("ASK_2")] + list(design.layers[1:]))
+    cfglist = design_to_cfglist(design)
+    assert len(cfglist) == 19 and cfglist[1] == [[1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    assert design_from_cfglist(design.network, cfglist) == design
+
+
+def test_a_5x5_layer_cannot_be_written_as_a_cfglist():
+    design = dense_design(VGG16)
+    design = design.with_layers([LayerChoice.ask([KernelShape((13,), 5)])] + list(design.layers[1:]))
+    with pytest.raises(DesignError, match=r"layer 1 \(feature.0\).*5x5 ASK layer"):
+        design_to_cfglist(design)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[[2,4,5,6,8]]]*12", "the cfglist has 12 entries but vgg-16 has 13 3x3 convolutions"),
+    ("[[[2,4,5,6,8]]]*12 + [[[2,4,5,6,10]]]", r"entry 13 \(feature.40\), shape 1: tap 10 is out of range"),
+    ("[[[2,4,5,6,8]]]*12 + [[[]]]", r"entry 13 \(feature.40\), shape 1: a shape is empty"),
+    ("[[[2,4,5,6,8]]]*12 + [[[5,5]]]", "duplicate taps"),
+    ("[[[2,4,5,6,8]]]*12 + [[[5]]*3]", "512 output channels cannot be split equally among 3 shapes"),
+    ("[[[2,4,5,6,8]]]*1000000000", "the limit is 100000"),
+    ("__import__('os').system('true')", "unsupported expression"),
+    ("{'a': 1}", "unsupported expression"),
+    ("[[[2,4", "neither JSON nor a Python list"),
+    ("", "the cfglist is empty"),
+    ('"ASK_5a"', "a cfglist must be a list"),
+    ("[[['2']]]*13", "tap '2' is not an integer"),
+])
+def test_bad_cfglists_are_refused_with_the_reason(text, message):
+    with pytest.raises(DesignError, match=message):
+        design_from_cfglist(VGG16, parse_cfglist_text(text))
