@@ -12,11 +12,19 @@ backends register in ASK_BACKENDS and must give the same numbers.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+class Shape(Protocol):
+    """What the layer needs of a kernel shape (designer.shapes.KernelShape is one)."""
+
+    taps: tuple[int, ...]
+    k: int
+
 
 # name -> forward(module, x); later backends (decomposed, taichi) add themselves.
 ASK_BACKENDS: dict[str, Callable[["AskConv2d", torch.Tensor], torch.Tensor]] = {}
@@ -91,3 +99,4 @@ def _reference_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 ASK_BACKENDS["reference"] = _reference_forward
+from models.layers import ask_backends  # noqa: E402,F401  (registers the decomposed and taichi backends)

@@ -1,0 +1,204 @@
+"""Fast ASK backends: `decomposed` (pure torch) and `taichi` (kernels_taichi).
+
+`decomposed` splits each shape into a few dense sub-convolutions that oneDNN
+and cuDNN run at full speed, e.g. the plus shape [2,4,5,6,8] = a 1x3 conv over
+the middle row + a 2x1 conv with dilation 2 over the middle column, outputs
+summed. Each sub-conv reads a gathered view of the module's own weights, so
+autograd gives exact gradients and the state_dict never changes; the gathered
+weights are cached (not persistent) while gradients are off.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from kernels_taichi.cache import cached_pack
+from models.layers.ask import ASK_BACKENDS, AskConv2d, Shape
+
+# Relative cost of launching one more sub-convolution, in taps (measured on
+# oneDNN: the plus shape as 1x3 + 2x1 runs about 1.4x faster than a 3x3).
+SUBCONV_OVERHEAD_TAPS = 1.5
+# Below this many input channels oneDNN has no fast path for thin or dilated
+# kernels (3 -> 64 at 32x32: 1x3 + 2x1 is 3-14x slower than the 3x3), so such
+# layers run one masked conv over the bounding box.
+MIN_CHANNELS_TO_SPLIT = 16
+
+
+@dataclass(frozen=True)
+class SubConv:
+    """A dense (possibly dilated) kh x kw sub-kernel at (row, col) of the k x k kernel.
+
+    `index` maps each of its kh*kw slots (row-major) to a position in the
+    shape's tap list, or -1 for a slot that must stay zero.
+    """
+
+    row: int
+    col: int
+    kh: int
+    kw: int
+    dh: int
+    dw: int
+    index: tuple[int, ...]
+
+    @property
+    def cost(self) -> float:
+        return self.kh * self.kw + SUBCONV_OVERHEAD_TAPS
+
+
+def _progression(values: list[int]) -> int | None:
+    """The common step of a sorted list if it is an arithmetic progression (1 for a single value)."""
+    if len(values) == 1:
+        return 1
+    steps = {b - a for a, b in zip(values, values[1:])}
+    return steps.pop() if len(steps) == 1 else None
+
+
+def _line_plan(positions: list[tuple[int, int]]) -> list[SubConv]:
+    """Group taps by row, then stack rows with the same columns (row-major plan)."""
+    by_row: dict[int, tuple[int, ...]] = {}
+    for r, c in sorted(positions):
+        by_row[r] = by_row.get(r, ()) + (c,)
+    by_cols: dict[tuple[int, ...], list[int]] = {}
+    for r, cols in by_row.items():
+        by_cols.setdefault(cols, []).append(r)
+    where = {pos: i for i, pos in enumerate(positions)}
+    plan = []
+    for cols, rows in by_cols.items():
+        row_groups = [rows] if _progression(rows) else [[r] for r in rows]
+        dw = _progression(list(cols))
+        col_grid = list(cols) if dw else list(range(cols[0], cols[-1] + 1))
+        for group in row_groups:
+            dh = _progression(group)
+            index = tuple(where.get((r, c), -1) for r in group for c in col_grid)
+            plan.append(SubConv(group[0], col_grid[0], len(group), len(col_grid), dh,
+                                dw or 1, index))
+    return plan
+
+
+def _box_plan(positions: list[tuple[int, int]]) -> list[SubConv]:
+    """One dense conv over the bounding box, zeros where taps are inactive."""
+    rows = [r for r, _ in positions]
+    cols = [c for _, c in positions]
+    r0, c0 = min(rows), min(cols)
+    where = {pos: i for i, pos in enumerate(positions)}
+    kh, kw = max(rows) - r0 + 1, max(cols) - c0 + 1
+    index = tuple(where.get((r0 + i, c0 + j), -1) for i in range(kh) for j in range(kw))
+    return [SubConv(r0, c0, kh, kw, 1, 1, index)]
+
+
+def _transpose(plan: list[SubConv], positions: list[tuple[int, int]]) -> list[SubConv]:
+    """A plan made on the transposed shape, mapped back to the original taps."""
+    where = {pos: i for i, pos in enumerate(positions)}
+    out = []
+    for s in plan:
+        index = tuple(where.get((s.col + j * s.dw, s.row + i * s.dh), -1)
+                      for j in range(s.kw) for i in range(s.kh))
+        out.append(SubConv(s.col, s.row, s.kw, s.kh, s.dw, s.dh, index))
+    return out
+
+
+@functools.cache
+def plan_shape(shape: Shape, in_channels: int = MIN_CHANNELS_TO_SPLIT) -> tuple[SubConv, ...]:
+    """The cheapest exact split of a shape into dense sub-convolutions (by the cost model)."""
+    positions = shape.positions
+    if in_channels < MIN_CHANNELS_TO_SPLIT:
+        return tuple(_box_plan(positions))
+    transposed = [(c, r) for r, c in positions]
+    candidates = [
+        _line_plan(positions),
+        _transpose(_line_plan(transposed), positions),
+        _box_plan(positions),
+    ]
+    return tuple(min(candidates, key=lambda plan: (sum(s.cost for s in plan), len(plan))))
+
+
+def _padding(size: int, out: int, k: int, start: int, extent: int, stride: int) -> tuple[int, int]:
+    """(symmetric padding, first output index to keep) placing a sub-kernel at `start`."""
+    need = k // 2 - start  # zero rows needed above the sub-kernel's first tap
+    pad = need
+    while pad < 0 or (size + 2 * pad - extent) // stride + 1 - (pad - need) // stride < out:
+        pad += stride
+    return pad, (pad - need) // stride
+
+
+def _sub_weight(weight: torch.Tensor, sub: SubConv) -> torch.Tensor:
+    go, cin, taps = weight.shape
+    if -1 in sub.index:
+        weight = torch.cat([weight, weight.new_zeros(go, cin, 1)], 2)
+    index = torch.tensor([taps if i < 0 else i for i in sub.index], device=weight.device)
+    return weight.index_select(2, index).view(go, cin, sub.kh, sub.kw)
+
+
+def _sub_conv(x: torch.Tensor, weight: torch.Tensor, sub: SubConv, module: AskConv2d,
+              out_size: tuple[int, int]) -> torch.Tensor:
+    k, s = module.kernel_size, module.stride
+    ph, oh = _padding(x.shape[2], out_size[0], k, sub.row, (sub.kh - 1) * sub.dh + 1, s)
+    pw, ow = _padding(x.shape[3], out_size[1], k, sub.col, (sub.kw - 1) * sub.dw + 1, s)
+    y = F.conv2d(x, weight, stride=s, padding=(ph, pw), dilation=(sub.dh, sub.dw))
+    if (oh, ow) != (0, 0) or tuple(y.shape[2:]) != out_size:
+        y = y[:, :, oh:oh + out_size[0], ow:ow + out_size[1]]
+    return y
+
+
+def _blocks(module: AskConv2d) -> list[tuple[Shape, list[int]]]:
+    """Runs of consecutive groups with the same tap set, which can share one set of convs."""
+    blocks: list[tuple[Shape, list[int]]] = []
+    for g, shape in enumerate(module.shapes):
+        if blocks and set(blocks[-1][0].taps) == set(shape.taps):
+            blocks[-1][1].append(g)
+        else:
+            blocks.append((shape, [g]))
+    return blocks
+
+
+def _block_weight(module: AskConv2d, shape: Shape, groups: list[int]) -> torch.Tensor:
+    """(Cout_block, Cin, taps) in `shape`'s tap order, for groups sharing one tap set."""
+    parts = []
+    for g in groups:
+        w = module.weights[g]
+        own = module.shapes[g].taps
+        if own != shape.taps:
+            w = w[:, :, [own.index(t) for t in shape.taps]]
+        parts.append(w)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+
+def _sub_weights(module: AskConv2d) -> list[list[torch.Tensor]]:
+    weights = []
+    for shape, groups in _blocks(module):
+        weight = _block_weight(module, shape, groups)
+        weights.append([_sub_weight(weight, sub) for sub in plan_shape(shape, module.in_channels)])
+    return weights
+
+
+def _decomposed_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
+    params = list(module.weights)
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        weights = _sub_weights(module)
+    else:
+        weights = cached_pack(("ask_decomposed", id(module)), params, lambda: _sub_weights(module))
+    s = module.stride
+    out_size = ((x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1)  # odd k, padding k // 2
+    outputs = []
+    for (shape, _), block_weights in zip(_blocks(module), weights):
+        plan = plan_shape(shape, module.in_channels)
+        parts = [_sub_conv(x, w, sub, module, out_size) for w, sub in zip(block_weights, plan)]
+        total = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        for part in parts[2:]:
+            total.add_(part)
+        outputs.append(total)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+
+
+def _taichi_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
+    from kernels_taichi.ask import ask_conv2d  # imported on first use: keeps `import models` light
+
+    taps = [shape.positions for shape in module.shapes]
+    return ask_conv2d(x, list(module.weights), taps, module.kernel_size, module.stride)
+
+
+ASK_BACKENDS["decomposed"] = _decomposed_forward
+ASK_BACKENDS["taichi"] = _taichi_forward
