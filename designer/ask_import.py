@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from designer.build import build_model, conv_layers, validate
+from designer.build import build_model, design_layers, validate
 from designer.design import Design
 from designer.errors import DesignError
 
@@ -31,7 +31,7 @@ def reference_state_dict(checkpoint) -> dict:
 def convert_state_dict(design: Design, state: dict) -> dict:
     """Our state_dict for `design` from the reference layout `state`."""
     design = validate(design)
-    layers = {c.name: (c, choice) for c, choice in zip(conv_layers(design.network), design.layers)}
+    layers = {c.name: (c, choice) for c, choice in zip(design_layers(design), design.layers)}
     ours: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         match = _ASK_KEY.match(key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import json
 
-from designer.build import conv_layers, dense_design, validate
+from designer.build import conv_layers, dense_design, design_layers, validate
 from designer.design import DENSE, MAX_JSON_BYTES, Design, LayerChoice, Network, parse_shapes
 from designer.errors import DesignError
 from designer.shapes import KernelShape
@@ -121,8 +121,8 @@ def design_from_cfglist(network: Network, cfglist, where: str = "cfglist") -> De
 def design_to_cfglist(design: Design) -> list:
     """The cfglist the ASK reference code takes for this design."""
     design = validate(design)
-    convs = conv_layers(design.network)
-    indices = set(cfglist_layers(design.network))
+    convs = design_layers(design)
+    indices = {c.index for c in convs if c.spec.kernel_size == 3 and c.spec.groups == 1}
     cfglist = []
     for choice, conv in zip(design.layers, convs):
         if conv.index not in indices:

@@ -9,13 +9,24 @@ from models.layers.factory import ConvFactory, dense_conv
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _ALIASES = {"vgg_any": "vgg", "resnet_any": "resnet"}
+_PADFREE: set[str] = set()  # families that take padfree=True (padding-free downsampling + hybrid stem)
 
 
-def register_model(name: str):
+def register_model(name: str, padfree: bool = False):
     def wrap(fn: Callable[..., nn.Module]):
         _MODELS[name] = fn
+        if padfree:
+            _PADFREE.add(name)
         return fn
     return wrap
+
+
+def supports_padfree(arch: str) -> bool:
+    return canonical_arch(arch) in _PADFREE
+
+
+def padfree_archs() -> list[str]:
+    return sorted(_PADFREE)
 
 
 def list_models() -> list[str]:

@@ -1,0 +1,141 @@
+"""1xN block-sparse convolution (Lin et al.): whole 1xN blocks of a kernel are pruned.
+
+A block is N consecutive output channels x 1 input channel x the whole
+kh x kw kernel. Viewing the weight as a (Cout, Cin*kh*kw) matrix, the blocks
+are (N, kh*kw) tiles, so the kept weights are stored as block-CSR: values
+(nnz, N, kh, kw), crow_indices (Cout/N + 1), col_indices (nnz). Only kept
+blocks are parameters, so counts are real and the pattern stays fixed while
+fine-tuning. With filter rearrangement the blocks group the filters in
+`out_order` (sorted by L1 norm) rather than in their original order; the
+output channels are not moved. Faster backends register in
+BLOCKSPARSE_BACKENDS and must give the same numbers as `reference`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BLOCKSPARSE_BACKENDS: dict[str, Callable[["BlockSparseConv2d", torch.Tensor], torch.Tensor]] = {}
+
+
+def block_mask(weight: torch.Tensor, block_n: int, rate: float, rearrange: bool = False):
+    """(keep, order): keep[b, c] is False for the int(blocks * rate) blocks of least L1 norm.
+
+    Blocks are taken over the filters in `order` (ascending L1 norm with
+    rearrangement, else the identity), as the 1xN reference code does.
+    """
+    w = weight.detach()
+    cout, cin = w.shape[:2]
+    if rearrange:
+        order = torch.sort(w.abs().reshape(cout, -1).sum(1), stable=True).indices
+    else:
+        order = torch.arange(cout, device=w.device)
+    scores = w[order].abs().reshape(cout // block_n, block_n, cin, -1).sum((1, 3)).flatten()
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    keep[torch.topk(scores, int(scores.numel() * rate), largest=False).indices] = False
+    return keep.view(cout // block_n, cin), order
+
+
+def element_mask(keep: torch.Tensor, order: torch.Tensor, block_n: int) -> torch.Tensor:
+    """The (Cout, Cin) mask of kept kernels in the original filter order."""
+    sorted_mask = keep.repeat_interleave(block_n, 0)
+    return torch.empty_like(sorted_mask).index_copy_(0, order, sorted_mask)
+
+
+class BlockSparseConv2d(nn.Module):
+    """A kh x kw conv (groups 1) whose weight keeps only the blocks of `keep`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, block_n: int, rate: float,
+                 rearrange: bool = False, stride: int = 1, padding: int | None = None, bias: bool = False,
+                 backend: str = "reference"):
+        super().__init__()
+        if block_n < 1 or out_channels % block_n:
+            raise ValueError(f"N = {block_n} must divide the {out_channels} output channels")
+        if not 0 <= rate < 1:
+            raise ValueError(f"the prune rate must be in [0, 1), got {rate}")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding = stride, kernel_size // 2 if padding is None else padding
+        self.block_n, self.rate, self.rearrange = block_n, rate, rearrange
+        rows = out_channels // block_n
+        nnz = rows * in_channels - int(rows * in_channels * rate)
+        self.values = nn.Parameter(torch.empty(nnz, block_n, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.register_buffer("crow_indices", torch.zeros(rows + 1, dtype=torch.long))
+        self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.long))
+        self.register_buffer("out_order", torch.arange(out_channels))
+        self.backend = backend
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name not in BLOCKSPARSE_BACKENDS:
+            raise ValueError(f"unknown block-sparse backend {name!r} (have {', '.join(BLOCKSPARSE_BACKENDS)})")
+        self._backend = name
+
+    @property
+    def active_weights(self) -> int:
+        return self.values.numel()
+
+    @torch.no_grad()
+    def set_from_dense(self, weight: torch.Tensor) -> None:
+        """Compute the mask from `weight` (Cout, Cin, kh, kw) and keep its blocks: the one place masks are made."""
+        keep, order = block_mask(weight, self.block_n, self.rate, self.rearrange)
+        rows, cols = keep.nonzero(as_tuple=True)
+        blocks = weight[order].view(-1, self.block_n, self.in_channels, self.kernel_size, self.kernel_size)
+        self.values.copy_(blocks[rows, :, cols])
+        self.crow_indices.copy_(F.pad(keep.sum(1).cumsum(0), (1, 0)))
+        self.col_indices.copy_(cols)
+        self.out_order.copy_(order)
+
+    def block_rows(self) -> torch.Tensor:
+        """The block row of each stored block (expands crow_indices)."""
+        positions = torch.arange(self.col_indices.numel(), device=self.col_indices.device)
+        return torch.searchsorted(self.crow_indices[1:], positions, right=True)
+
+    def keep(self) -> torch.Tensor:
+        """The (Cout/N, Cin) block mask, in `out_order`."""
+        keep = torch.zeros(self.out_channels // self.block_n, self.in_channels, dtype=torch.bool,
+                           device=self.col_indices.device)
+        keep[self.block_rows(), self.col_indices] = True
+        return keep
+
+    def dense_weight(self) -> torch.Tensor:
+        """The masked dense weight (Cout, Cin, kh, kw) in the original filter order; differentiable."""
+        k = self.kernel_size
+        blocks = self.values.new_zeros(self.out_channels // self.block_n, self.in_channels, self.block_n, k, k)
+        blocks = blocks.index_put((self.block_rows(), self.col_indices), self.values)
+        ordered = blocks.transpose(1, 2).reshape(self.out_channels, self.in_channels, k, k)
+        return torch.empty_like(ordered).index_copy(0, self.out_order, ordered)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return BLOCKSPARSE_BACKENDS[self._backend](self, x)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A dense checkpoint (prefix + "weight"): the mask is computed from its weights.
+        dense = state_dict.get(prefix + "weight")
+        if dense is not None and prefix + "values" not in state_dict:
+            if dense.shape != (self.out_channels, self.in_channels, self.kernel_size, self.kernel_size):
+                raise RuntimeError(f"{prefix}weight: shape {tuple(dense.shape)} does not fit this layer")
+            self.set_from_dense(dense.to(self.values.device, self.values.dtype))
+            del state_dict[prefix + "weight"]
+            for name, tensor in self.state_dict(prefix=prefix, keep_vars=False).items():
+                state_dict.setdefault(name, tensor)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "
+                f"N={self.block_n}, rate={self.rate}, rearrange={self.rearrange}, blocks={self.col_indices.numel()}, "
+                f"backend={self._backend}")
+
+
+def _reference_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, m.dense_weight(), m.bias, m.stride, m.padding)
+
+
+BLOCKSPARSE_BACKENDS["reference"] = _reference_forward
