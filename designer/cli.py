@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from designer.build import build_model, conv_layers, dense_design, validate
+from designer.build import build_model, dense_design, design_layers, validate
 from designer.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
 from designer.counting import CONVENTIONS, count_design
 from designer.data import DATASETS, prepare_fashion_mnist
-from designer.design import Design, LayerChoice, Network, loads_design
+from designer.design import Design, LayerChoice, Network, check_prune_rate, loads_design
 from designer.errors import DesignError
 from designer.shapes import ASK_PRESETS
 from designer.workspace import data_root, workspace_home
@@ -32,17 +32,30 @@ class CliParser(argparse.ArgumentParser):
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model options")
-    group.add_argument("--arch", default="vgg", help="vgg, resnet (ASK aliases vgg_any, resnet_any)")
-    group.add_argument("--depth", type=int, default=None, help="VGG 11/13/16/19 (default 16); ResNet 6n+2 (default 20)")
+    group.add_argument("--arch", default="vgg", help="vgg, resnet (ASK aliases vgg_any, resnet_any), vgg_hetconv, "
+                                                    "resnet_proj, mobilenetv2, mobilenetv3")
+    group.add_argument("--depth", type=int, default=None,
+                       help="VGG 11/13/16/19 (default 16); ResNet 6n+2 (default 20); MobileNets fixed (0)")
     group.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     shapes = group.add_mutually_exclusive_group()
     shapes.add_argument("--anycfg", metavar="PRESET", help=f"ASK preset on every 3x3 conv: {', '.join(ASK_PRESETS)}")
     shapes.add_argument("--cfglist", metavar="FILE", help="ASK cfglist (JSON or the ASK README's Python list)")
+    group.add_argument("--hetconv", type=int, metavar="P", help="HetConv with part P on every 3x3 conv but the first")
+    group.add_argument("--block-n", type=int, metavar="N", help="1xN pruning: blocks of N output channels")
+    group.add_argument("--prune-rate", type=float, metavar="R", help="1xN pruning: fraction of blocks pruned per layer")
+    group.add_argument("--rearrange", action="store_true", help="1xN pruning: sort filters by L1 norm first")
+    lowrank = group.add_mutually_exclusive_group()
+    lowrank.add_argument("--lowrank-ratio", type=float, metavar="R",
+                         help="accnn: ranks for an R-fold conv speed-up, from the weights (--checkpoint or fresh)")
+    lowrank.add_argument("--lowrank-config", metavar="FILE", help="accnn config JSON: {conv_params: {layer: rank}}")
+    group.add_argument("--padfree", action="store_true",
+                       help="hybrid stem + padding-free downsampling (mobilenetv2, mobilenetv3, resnet_proj)")
     group.add_argument("--design", metavar="FILE", help="a design JSON; replaces the options above")
     group.add_argument("--checkpoint", metavar="FILE", help="weights to load")
 
 
-DEFAULT_DEPTH = {"vgg": 16, "vgg_any": 16, "resnet": 20, "resnet_any": 20}
+DEFAULT_DEPTH = {"vgg": 16, "vgg_any": 16, "resnet": 20, "resnet_any": 20, "vgg_hetconv": 16, "resnet_proj": 20,
+                 "mobilenetv2": 0, "mobilenetv3": 0}
 
 
 def read_text(path: str, what: str) -> str:
@@ -57,15 +70,56 @@ def design_from_args(args) -> Design:
     if args.design:
         return loads_design(read_text(args.design, "the design"), args.design)
     depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(args.arch, 16)
-    base = dense_design(Network(args.arch, depth, args.dataset))
+    base = dense_design(Network(args.arch, depth, args.dataset), args.padfree)
     if args.cfglist:
-        return design_from_cfglist(base.network, parse_cfglist_text(read_text(args.cfglist, "the cfglist"),
-                                                                   args.cfglist), args.cfglist)
-    if args.anycfg:
+        design = design_from_cfglist(base.network, parse_cfglist_text(read_text(args.cfglist, "the cfglist"),
+                                                                     args.cfglist), args.cfglist)
+        design = Design(design.network, design.layers, args.padfree)
+    elif args.anycfg:
         preset = LayerChoice.preset(args.anycfg, "--anycfg")
         covered = set(cfglist_layers(base.network))
-        return base.with_layers(preset if i in covered else layer for i, layer in enumerate(base.layers))
-    return base
+        design = base.with_layers(preset if i in covered else layer for i, layer in enumerate(base.layers))
+    else:
+        design = base
+    return apply_variant_options(design, args)
+
+
+def apply_variant_options(design: Design, args) -> Design:
+    """HetConv, 1xN and low-rank options on their default layers (designer.variants)."""
+    from designer import lowrank, variants
+    layers = design_layers(design)
+    if args.hetconv is not None:
+        if args.hetconv < 1:
+            raise DesignError(f"P must be at least 1, got {args.hetconv}", "--hetconv")
+        design = variants.apply_to(design, {i: LayerChoice.hetconv(args.hetconv)
+                                            for i in variants.hetconv_layers(layers)}, "--hetconv")
+    if (args.block_n is None) != (args.prune_rate is None) or (args.rearrange and args.block_n is None):
+        raise DesignError("1xN pruning needs both --block-n N and --prune-rate R (--rearrange is optional)",
+                          "--block-n")
+    if args.block_n is not None:
+        if args.block_n < 1:
+            raise DesignError(f"N must be at least 1, got {args.block_n}", "--block-n")
+        check_prune_rate(args.prune_rate, "--prune-rate")
+        choice = LayerChoice.blocksparse(args.block_n, args.prune_rate, args.rearrange)
+        design = variants.apply_to(design, {i: choice for i in variants.pruning_layers(layers, args.block_n)}, "--block-n")
+    if args.lowrank_config:
+        design = lowrank.design_from_config(design, read_text(args.lowrank_config, "the accnn config"),
+                                            args.lowrank_config)
+    if args.lowrank_ratio is not None:
+        indices = [i for i in variants.lowrank_layers(layers) if design.layers[i].kind == "dense"]
+        design = lowrank.lowrank_design(design, indices, dense_weights_model(design, args.checkpoint),
+                                        args.lowrank_ratio)
+    return validate(design)
+
+
+def dense_weights_model(design: Design, checkpoint: str | None) -> torch.nn.Module:
+    """The dense network whose weights choose the ranks: the checkpoint's, else a seeded fresh init."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(dense_design(design.network, design.padfree))
+    if checkpoint:
+        load_weights(model, checkpoint)
+    return model
 
 
 def load_weights(model: torch.nn.Module, path: str) -> None:
@@ -96,6 +150,8 @@ def cmd_count(args) -> dict:
         print(f"{'layer':28} {'kind':6} {'params':>12} {'flops':>14}")
         for layer in count.layers:
             print(f"{layer.name:28} {layer.kind:6} {layer.params:12,d} {layer.flops:14,d}")
+        conv_flops = sum(layer.flops for layer in count.layers if layer.kind == "conv")
+        print(f"conv layers ({args.convention}): {conv_flops / 1e6:.2f}M FLOPs")
         print(f"total ({args.convention}): {count.params / 1e6:.4f}M params, {count.flops / 1e6:.2f}M FLOPs; "
               f"dense {dense.params / 1e6:.4f}M / {dense.flops / 1e6:.2f}M "
               f"({dense.flops / max(count.flops, 1):.2f}x fewer FLOPs)")
@@ -140,7 +196,7 @@ def cmd_import_ask(args) -> dict:
                           args.ckpt) from None
     model = import_ask_checkpoint(design, checkpoint)
     torch.save({"state_dict": model.state_dict(), "design": validate(design).to_json()}, args.out)
-    result = {"out": args.out, "tensors": len(model.state_dict()), "layers": len(conv_layers(design.network))}
+    result = {"out": args.out, "tensors": len(model.state_dict()), "layers": len(design_layers(design))}
     if not args.json:
         print(f"wrote {args.out}: {result['tensors']} tensors for {len(design.layers)} convolutions")
     return result
@@ -151,6 +207,31 @@ def cmd_prepare_data(args) -> dict:
     if not args.json:
         print(f"Fashion-MNIST ready in {raw}")
     return {"fashion-mnist": str(raw)}
+
+
+def cmd_bench(args) -> dict:
+    from designer.bench import BenchConfig, bench_design, bench_layers, resolve_backends
+    design = design_from_args(args)
+    backends = resolve_backends(args.backend)
+    config = BenchConfig(batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup, mode=args.mode)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_design(design, backends, config)
+    if args.per_layer:
+        result["layers"] = {name: bench_layers(design, name, config) for name in backends
+                            if "error" not in result["backends"][name]}
+    if not args.json:
+        dense = result["dense"]
+        print(f"batch {result['batch_size']}, {result['threads']} threads, {result['mode']}; "
+              f"FLOP ratio {result['flop_ratio']:.2f}x")
+        print(f"{'backend':14} {'median ms':>10} {'speed-up':>9}")
+        print(f"{'dense (' + dense['layout'] + ')':14} {dense['median_ms']:10.2f} {1:9.2f}")
+        for name, timing in result["backends"].items():
+            if "error" in timing:
+                print(f"{name:14} {'n/a':>10}  {timing['error']}")
+            else:
+                print(f"{name:14} {timing['median_ms']:10.2f} {timing['speedup_vs_dense']:9.2f}")
+    return result
 
 
 def build_parser() -> CliParser:
@@ -174,9 +255,24 @@ def build_parser() -> CliParser:
     imp.add_argument("--out", required=True, metavar="FILE")
     imp.set_defaults(run=cmd_import_ask)
 
+    bench = commands.add_parser("bench", help="latency of the design against its dense network, same run")
+    add_model_options(bench)
+    bench.add_argument("--batch-size", type=int, default=1)
+    bench.add_argument("--backend", default="all", help="reference, decomposed, taichi or all")
+    bench.add_argument("--repeats", type=int, default=10)
+    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument("--mode", default="infer", choices=("infer", "train"),
+                       help="infer: eval forward; train: forward + backward")
+    bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    bench.add_argument("--per-layer", action="store_true", help="also time each convolution alone")
+    bench.set_defaults(run=cmd_bench)
+
     prepare = commands.add_parser("prepare-data", help="unpack Debian's Fashion-MNIST into the workspace")
     prepare.add_argument("--home", help="workspace folder (default ./workspace or $KERNEL_STUDIO_HOME)")
     prepare.set_defaults(run=cmd_prepare_data)
+
+    from designer.cli_train import add_commands as add_training_commands  # here: it imports this module
+    add_training_commands(commands)
 
     for sub in commands.choices.values():
         sub.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
