@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 export TI_SKIP_VERSION_CHECK := ON
 
-.PHONY: run test setup data bench clean
+.PHONY: run test setup data browser bench clean
 
 setup: $(STAMP)
 
@@ -26,11 +26,18 @@ data: $(STAMP)
 	fi
 	@$(PY) -m designer prepare-data
 
+# Headless Chromium + chromedriver for the real-browser app test (tests/app/test_browser.py).
+browser:
+	@if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium and chromium-driver"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 run: data
 	@echo "Kernel Studio: http://$(HOST):$(PORT)"
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
-test: data
+test: data browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

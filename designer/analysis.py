@@ -1,0 +1,139 @@
+"""What the app shows about a design: the layer table, totals against dense, per-layer comparisons.
+
+Thin views over designer.counting (the one home of the counting rules) and
+designer.build (the network's convolutions); all cached there, so the app
+can call these on every redraw. No Streamlit here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from designer.build import dense_design, design_layers
+from designer.counting import Count, count_design
+from designer.design import Design
+from designer.editing import describe_choice, shapes_of
+
+
+@dataclass(frozen=True)
+class Totals:
+    convention: str
+    params: int
+    flops: int
+    dense_params: int
+    dense_flops: int
+
+    @property
+    def params_ratio(self) -> float:
+        """Params of the design / params of the dense network."""
+        return self.params / self.dense_params if self.dense_params else 1.0
+
+    @property
+    def flops_ratio(self) -> float:
+        return self.flops / self.dense_flops if self.dense_flops else 1.0
+
+    @property
+    def flops_saving(self) -> float:
+        """How many times fewer FLOPs than dense (dense / design)."""
+        return self.dense_flops / self.flops if self.flops else float("inf")
+
+
+def totals(design: Design, convention: str = "macs") -> Totals:
+    count = count_design(design, convention)
+    dense = count_design(dense_design(design.network), convention)  # the plain network is the baseline
+    return Totals(convention, count.params, count.flops, dense.params, dense.flops)
+
+
+def _belongs(entry_name: str, conv_name: str) -> bool:
+    return entry_name == conv_name or entry_name.startswith(conv_name + ".")
+
+
+def conv_counts(count: Count, names: list[str]) -> dict[str, tuple[int, int]]:
+    """(params, flops) per convolution name, summing the counted modules inside it (e.g. a low-rank pair)."""
+    out = {name: [0, 0] for name in names}
+    for entry in count.layers:
+        if entry.kind != "conv":
+            continue
+        for name in names:
+            if _belongs(entry.name, name):
+                out[name][0] += entry.params
+                out[name][1] += entry.flops
+                break
+    return {name: (p, f) for name, (p, f) in out.items()}
+
+
+def layer_table(design: Design, convention: str = "macs") -> list[dict]:
+    """One row per convolution: index, name, Cin, Cout, size, stride, choice, params, FLOPs, FLOPs vs dense."""
+    convs = design_layers(design)
+    names = [c.name for c in convs]
+    ours = conv_counts(count_design(design, convention), names)
+    dense = conv_counts(count_design(dense_design(design.network, design.padfree), convention), names)
+    rows = []
+    for conv, choice in zip(convs, design.layers):
+        params, flops = ours[conv.name]
+        spec = conv.spec
+        rows.append({
+            "#": conv.index + 1,
+            "layer": conv.name,
+            "Cin": spec.in_channels,
+            "Cout": spec.out_channels,
+            "kernel": f"{spec.kernel_size}x{spec.kernel_size}" + (f" g{spec.groups}" if spec.groups > 1 else ""),
+            "size": f"{conv.in_size[0]}x{conv.in_size[1]}",
+            "stride": spec.stride,
+            "choice": describe_choice(choice),
+            "params": params,
+            "FLOPs": flops,
+            "vs dense": flops / dense[conv.name][1] if dense[conv.name][1] else 1.0,
+        })
+    return rows
+
+
+def layer_comparison(design: Design, convention: str = "macs") -> list[dict]:
+    """Every counted conv and linear layer with the design's and the dense network's params and FLOPs."""
+    ours = count_design(design, convention)
+    dense = count_design(dense_design(design.network, design.padfree), convention)
+    acc: dict[str, list[int]] = {}
+    order: list[str] = []
+    convs = [c.name for c in design_layers(design)]
+
+    def key(name: str) -> str:
+        for conv in convs:
+            if _belongs(name, conv):
+                return conv
+        return name
+
+    for source, slot in ((dense, 0), (ours, 1)):
+        for entry in source.layers:
+            if entry.kind not in ("conv", "linear"):
+                continue
+            name = key(entry.name)
+            if name not in acc:
+                acc[name] = [0, 0, 0, 0]
+                order.append(name)
+            acc[name][slot * 2] += entry.params
+            acc[name][slot * 2 + 1] += entry.flops
+    return [{"layer": name, "dense params": v[0], "dense FLOPs": v[1], "params": v[2], "FLOPs": v[3]}
+            for name, v in ((n, acc[n]) for n in order)]
+
+
+def tap_usage(design: Design) -> list[dict]:
+    """Per convolution: its kernel size, its shapes as k x k 0/1 grids with their channel counts, and the
+    fraction of output channels using each tap (what the heatmaps show)."""
+    out = []
+    for conv, choice in zip(design_layers(design), design.layers):
+        k = conv.spec.kernel_size if choice.kind != "ask" else choice.shapes[0].k
+        shapes = shapes_of(choice, k) if choice.kind in ("ask", "dense") else None
+        if shapes is None:
+            out.append({"layer": conv.name, "k": k, "choice": describe_choice(choice), "shapes": [], "usage": None})
+            continue
+        share = 1.0 / len(shapes)
+        usage = [[0.0] * k for _ in range(k)]
+        grids = []
+        for shape in shapes:
+            grid = [[1 if on else 0 for on in row] for row in shape.mask()]
+            grids.append(grid)
+            for r in range(k):
+                for c in range(k):
+                    usage[r][c] += share * grid[r][c]
+        out.append({"layer": conv.name, "k": k, "choice": describe_choice(choice), "shapes": grids,
+                    "channels": conv.spec.out_channels // len(shapes), "usage": usage})
+    return out

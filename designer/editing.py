@@ -1,0 +1,347 @@
+"""Editing a design: pure functions the app (and scripts) use to change one.
+
+Everything here takes a Design and returns a new one (designs are frozen),
+or describes one in words; nothing here draws or imports Streamlit. The app
+keeps an undo History of designs; a failed edit raises DesignError naming
+the layer and the problem and leaves the design as it was.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from designer.build import check_network, design_layers, dense_design, validate
+from designer.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
+from designer.design import DENSE, Design, LayerChoice, Network, design_from_json, load_json_text
+from designer.errors import DesignError
+from designer.shapes import ASK_PRESETS, KERNEL_SIZES, KernelShape, preset_shapes, tap_number, tap_position
+from models import canonical_arch, list_models, padfree_archs, supports_padfree
+from models.layers.lowrank import max_rank
+from models.vgg import VGG_CHANNELS
+
+HISTORY_LIMIT = 100
+
+
+# --- changing layers ---------------------------------------------------------------------------
+
+def set_choice(design: Design, indices, choice: LayerChoice) -> Design:
+    """The design with `choice` on the layers at `indices` (0-based), validated.
+
+    DesignError (naming the first layer it does not fit) if the choice cannot
+    replace one of them; the design passed in is untouched either way.
+    """
+    indices = sorted(set(indices))
+    if not indices:
+        raise DesignError("select at least one layer first", "selection")
+    n = len(design.layers)
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise DesignError(f"layer {bad[0] + 1} does not exist (the network has {n} convolutions)", "selection")
+    layers = list(design.layers)
+    for i in indices:
+        layers[i] = choice
+    return validate(design.with_layers(layers))
+
+
+def apply_preset(design: Design, indices, name: str) -> Design:
+    """An ASK preset (or 'dense') on the layers at `indices`."""
+    return set_choice(design, indices, DENSE if name == "dense" else LayerChoice.preset(name))
+
+
+def apply_preset_to_3x3(design: Design, name: str) -> Design:
+    """A preset on every full 3x3 convolution (what `--anycfg` does); other layers keep their choice."""
+    return apply_preset(design, cfglist_layers(design.network), name)
+
+
+def change_network(design: Design, network: Network) -> Design:
+    """A new network starts all dense (padding-free kept where the network has it); the same one keeps the design."""
+    if design.layers and network == design.network:
+        return design
+    return dense_design(network, design.padfree and supports_padfree(network.arch))
+
+
+def set_padfree(design: Design, on: bool) -> Design:
+    """The padding-free switch. It changes the network's convolutions (the stem block, the downsampling), so
+    the layer choices are kept only where the list of convolutions stays the same; otherwise all dense."""
+    if on == design.padfree:
+        return design
+    if on and not supports_padfree(design.network.arch):
+        raise DesignError(f"padding-free downsampling is defined for {', '.join(padfree_archs())}, not "
+                          f"{design.network.arch}", "padfree")
+    new = dense_design(design.network, on)
+    old_specs = [c.spec for c in design_layers(design)]
+    if [c.spec for c in design_layers(new)] == old_specs:
+        return validate(Design(design.network, design.layers, on))
+    return new
+
+
+def hetconv_parts(design: Design, indices) -> list[int]:
+    """HetConv parts P that fit every selected layer: P divides its input and output channels (3x3 convs)."""
+    convs = design_layers(design)
+    layers = [convs[i] for i in indices]
+    if not layers or any(c.spec.kernel_size != 3 or c.spec.groups != 1 for c in layers):
+        return []
+    top = min(min(c.spec.in_channels, c.spec.out_channels) for c in layers)
+    return [p for p in range(2, top + 1)
+            if all(c.spec.in_channels % p == 0 and c.spec.out_channels % p == 0 for c in layers)]
+
+
+def block_sizes(design: Design, indices) -> list[int]:
+    """1xN block sizes N that divide the output channels of every selected (full) layer."""
+    convs = design_layers(design)
+    layers = [convs[i] for i in indices]
+    if not layers or any(c.spec.groups != 1 for c in layers):
+        return []
+    top = min(c.spec.out_channels for c in layers)
+    return [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= top and all(c.spec.out_channels % n == 0 for c in layers)]
+
+
+def max_rank_of(design: Design, indices) -> int:
+    """The largest low-rank rank every selected layer takes (min over layers of min(C*kh, N*kw))."""
+    convs = design_layers(design)
+    return min((max_rank(convs[i].spec.in_channels, convs[i].spec.out_channels, convs[i].spec.kernel_size)
+                for i in indices), default=0)
+
+
+ARCH_ORDER = ("vgg", "resnet", "resnet_proj", "mobilenetv2", "mobilenetv3")
+
+
+def arch_choices() -> list[str]:
+    """The registered architectures, the ASK paper's first."""
+    order = {name: i for i, name in enumerate(ARCH_ORDER)}
+    return sorted(list_models(), key=lambda a: (order.get(a, len(order)), a))
+
+
+RESNET_DEPTHS = [20, 32, 44, 56, 110]
+
+
+@lru_cache(maxsize=32)
+def depth_choices(arch: str) -> list[int]:
+    """Depths a picker offers for `arch` (any other valid depth works from JSON and the CLI)."""
+    arch = canonical_arch(arch)
+    if arch == "vgg":
+        return sorted(VGG_CHANNELS)
+    candidates = RESNET_DEPTHS if arch.startswith("resnet") else [0, 16, 20]
+    valid = []
+    for depth in candidates:
+        try:
+            check_network(Network(arch, depth))
+        except DesignError:
+            continue
+        valid.append(depth)
+    return valid or [Network().depth]
+
+
+def default_depth(arch: str) -> int:
+    choices = depth_choices(arch)
+    return 16 if 16 in choices else choices[0]
+
+
+def selectable_for_shapes(design: Design) -> list[int]:
+    """Layers that can take ASK shapes: full (ungrouped) convolutions."""
+    return [c.index for c in design_layers(design) if c.spec.groups == 1]
+
+
+# --- drawing shapes ----------------------------------------------------------------------------
+
+def toggle_tap(shape: KernelShape, tap: int) -> KernelShape:
+    """The shape with `tap` switched; DesignError if that would leave it empty."""
+    if not 1 <= tap <= shape.k * shape.k:
+        raise DesignError(f"tap {tap} is out of range 1..{shape.k * shape.k}", "shape")
+    if tap in shape.taps:
+        if len(shape.taps) == 1:
+            raise DesignError("a shape needs at least one active tap (remove the shape instead)", "shape")
+        return KernelShape(tuple(t for t in shape.taps if t != tap), shape.k)
+    return KernelShape(tuple(sorted((*shape.taps, tap))), shape.k)
+
+
+def resize_shape(shape: KernelShape, k: int) -> KernelShape:
+    """The shape on a k x k grid, centred; taps that fall outside are dropped (the centre if none is left)."""
+    if k not in KERNEL_SIZES:
+        raise DesignError(f"kernel size {k!r} is not supported (choose one of {KERNEL_SIZES})", "shape")
+    offset = (k - shape.k) // 2
+    taps = []
+    for tap in shape.taps:
+        r, c = tap_position(tap, shape.k)
+        r, c = r + offset, c + offset
+        if 0 <= r < k and 0 <= c < k:
+            taps.append(tap_number(r, c, k))
+    if not taps:
+        taps = [tap_number(k // 2, k // 2, k)]
+    return KernelShape(tuple(sorted(taps)), k)
+
+
+def shapes_of(choice: LayerChoice, k: int = 3) -> tuple[KernelShape, ...]:
+    """The shapes a choice draws as: its own for ASK, the full kernel otherwise."""
+    if choice.kind == "ask" and choice.shapes:
+        return tuple(choice.shapes)
+    return (KernelShape.full(k),)
+
+
+def channel_split(out_channels: int, n_shapes: int) -> list[int] | None:
+    """Output channels per shape (equal split, ASK semantics), or None when they do not divide."""
+    if n_shapes < 1 or out_channels % n_shapes:
+        return None
+    return [out_channels // n_shapes] * n_shapes
+
+
+# --- naming ------------------------------------------------------------------------------------
+
+def preset_name(choice: LayerChoice) -> str | None:
+    """'dense', the ASK preset this choice is exactly, or None."""
+    if choice.kind == "dense":
+        return "dense"
+    if choice.kind != "ask":
+        return None
+    taps = [tuple(s.taps) for s in choice.shapes]
+    if any(s.k != 3 for s in choice.shapes):
+        return None
+    for name, shapes in ASK_PRESETS.items():
+        if taps == [tuple(s) for s in shapes]:
+            return name
+    return None
+
+
+def describe_choice(choice: LayerChoice) -> str:
+    """A short label: 'dense', 'ASK_5a', 'ASK 2 shapes (5,5 taps)', or the kind with its parameters."""
+    name = preset_name(choice)
+    if name is not None:
+        return name
+    if choice.kind == "ask":
+        k = choice.shapes[0].k
+        sizes = ",".join(str(len(s)) for s in choice.shapes)
+        n = len(choice.shapes)
+        return f"ASK {k}x{k}, {n} shape{'s' if n > 1 else ''} ({sizes} taps)"
+    params = {key: value for key, value in vars(choice).items() if key not in ("kind", "shapes") and value}
+    extra = ", ".join(f"{key}={value}" for key, value in params.items())
+    return f"{choice.kind} ({extra})" if extra else choice.kind
+
+
+def uniform_preset(design: Design) -> str | None:
+    """The preset on every full 3x3 conv with every other conv dense ('dense' for the dense network), or None."""
+    covered = set(cfglist_layers(design.network))
+    names = {preset_name(choice) for i, choice in enumerate(design.layers) if i in covered}
+    others = {preset_name(choice) for i, choice in enumerate(design.layers) if i not in covered}
+    if len(names) != 1 or None in names or others - {"dense"}:
+        return None
+    return names.pop()
+
+
+def summarize(design: Design) -> str:
+    """One line: 'VGG-16 on cifar10: ASK_5a x10, ASK_2 x3' (runs of equal choices, in order)."""
+    net = design.network
+    runs: list[list] = []
+    for choice in design.layers:
+        label = describe_choice(choice)
+        if runs and runs[-1][0] == label:
+            runs[-1][1] += 1
+        else:
+            runs.append([label, 1])
+    body = ", ".join(f"{label} x{n}" for label, n in runs) if runs else "no layers"
+    pad = ", padding-free" if design.padfree else ""
+    return f"{network_label(net)} on {net.dataset}: {body}{pad}"
+
+
+ARCH_LABELS = {"vgg": "VGG", "resnet": "ResNet", "resnet_proj": "ResNet (proj.)", "mobilenetv2": "MobileNetV2",
+               "mobilenetv3": "MobileNetV3-large"}
+
+
+def network_label(network: Network) -> str:
+    label = ARCH_LABELS.get(network.arch, network.arch)
+    return label if network.arch.startswith("mobilenet") else f"{label}-{network.depth}"
+
+
+# --- import ------------------------------------------------------------------------------------
+
+def import_text(text: str | bytes, network: Network, where: str = "import") -> Design:
+    """A design from pasted or uploaded text: a Kernel Studio design JSON (any network) or an
+    ASK cfglist (JSON or the ASK README's Python list) for `network`. DesignError when bad."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DesignError("the file is not UTF-8 text", where) from None
+    stripped = text.strip()
+    if not stripped:
+        raise DesignError("nothing to import: paste a design JSON or an ASK cfglist", where)
+    if stripped.startswith("{"):
+        raw = load_json_text(stripped, where)
+        if isinstance(raw, dict) and not ("network" in raw or "layers" in raw or "format" in raw):
+            raise DesignError("a JSON object must be a Kernel Studio design (with 'network' and 'layers'); "
+                              "a cfglist is a list", where)
+        return validate(design_from_json(raw))
+    return design_from_cfglist(network, parse_cfglist_text(stripped, where), where)
+
+
+# --- undo --------------------------------------------------------------------------------------
+
+@dataclass
+class History:
+    """Past designs for undo (and the undone ones for redo), bounded."""
+
+    past: list = field(default_factory=list)
+    future: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    limit: int = HISTORY_LIMIT
+
+    def record(self, before: Design, label: str = "edit") -> None:
+        """Call before replacing `before` with a new design."""
+        self.past.append(before)
+        self.labels.append(label)
+        if len(self.past) > self.limit:
+            del self.past[0], self.labels[0]
+        self.future.clear()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.past)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self.future)
+
+    def last_label(self) -> str | None:
+        return self.labels[-1] if self.labels else None
+
+    def undo(self, current: Design) -> Design:
+        if not self.past:
+            raise DesignError("nothing to undo", "undo")
+        self.future.append((current, self.labels.pop()))
+        return self.past.pop()
+
+    def redo(self, current: Design) -> Design:
+        if not self.future:
+            raise DesignError("nothing to redo", "redo")
+        design, label = self.future.pop()
+        self.past.append(current)
+        self.labels.append(label)
+        return design
+
+
+def preset_pictures(name: str) -> list[str]:
+    """Text pictures of a preset's shapes (for captions)."""
+    return [s.picture() for s in preset_shapes(name)]
+
+
+def lowrank_by_ratio(design: Design, indices, ratio: float, seed: int = 0) -> Design:
+    """accnn rank selection for a speed-up `ratio` on the selected layers, from the SVD of freshly initialised
+    (seeded) dense weights: the ranks a trained network would get differ, but the budget holds either way."""
+    import torch
+
+    from designer.build import build_model
+    from designer.lowrank import lowrank_design
+
+    indices = sorted(set(indices))
+    if not indices:
+        raise DesignError("select at least one layer first", "selection")
+    if not ratio > 1:
+        raise DesignError(f"the speed-up ratio must be above 1, got {ratio}", "low-rank ratio")
+    convs = design_layers(design)
+    bad = [convs[i].name for i in indices if convs[i].spec.groups != 1]
+    if bad:
+        raise DesignError(f"low-rank needs full convolutions; {bad[0]} is grouped", "low-rank ratio")
+    base = design.with_layers(DENSE if i in indices else c for i, c in enumerate(design.layers))
+    torch.manual_seed(seed)
+    model = build_model(base)
+    with torch.no_grad():
+        return validate(lowrank_design(base, indices, model, ratio))

@@ -1,0 +1,127 @@
+"""Runs page: every run, overlaid curves, accuracy against FLOPs and latency, exports."""
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from designer import jobs
+from designer.design import design_from_json
+from designer.errors import DesignError
+from designer.reports import EXPORT_FORMATS, curves, export_bytes, runs_table
+from pages import state
+
+st.title("Runs")
+st.caption("Every training run of this workspace, whoever started it (this tab, another tab, the CLI). "
+           "Latency is the newest saved inference benchmark of the same design (Benchmark page).")
+
+store = jobs.open_store()
+runs = jobs.list_runs()
+if not runs:
+    st.info("No runs yet: launch one on the Train page.")
+    st.stop()
+
+by_id = {r["id"]: r for r in runs}
+rows = runs_table(runs, store.benchmarks(limit=500))
+
+
+@st.fragment(run_every=3 if any(r["status"] in ("queued", "running") for r in runs) else None)
+def table() -> None:
+    fresh = runs_table(jobs.list_runs(), store.benchmarks(limit=500))
+    st.dataframe(fresh, hide_index=True, width="stretch", key="runs_table",
+                 column_config={"best acc (%)": st.column_config.NumberColumn(format="%.2f"),
+                                "params (M)": st.column_config.NumberColumn(format="%.4f"),
+                                "FLOPs (M)": st.column_config.NumberColumn(format="%.2f"),
+                                "latency (ms)": st.column_config.NumberColumn(format="%.2f")})
+
+
+table()
+
+st.subheader("Compare")
+ids = [r["id"] for r in runs]
+default = [r["id"] for r in runs if r["status"] == "finished"][:3] or ids[:1]
+chosen = st.multiselect("Runs to overlay", ids, default=default, key="runs_compare",
+                        format_func=lambda i: f"{i} · {by_id[i]['name']} · {by_id[i]['status']}")
+metrics = {"test accuracy (per epoch)": ("test", "acc"), "test loss (per epoch)": ("test", "loss"),
+           "train loss (per step)": ("step", "loss"), "train accuracy (per step)": ("step", "acc"),
+           "learning rate": ("step", "lr")}
+which = st.selectbox("Curve", list(metrics), key="runs_metric")
+if chosen:
+    labels = {i: f"{i} · {by_id[i]['name']}" for i in chosen}
+    data = curves(store, chosen, *metrics[which], labels=labels)
+    if data:
+        fig = px.line(data, x="step", y="value", color="run", markers=metrics[which][0] == "test")
+        fig.update_layout(height=340, yaxis_title=which, margin=dict(l=10, r=10, t=20, b=10),
+                          legend=dict(orientation="h", y=-0.25))
+        st.plotly_chart(fig, key="runs_curves")
+    else:
+        st.caption("No points yet for these runs.")
+
+scatter = [r for r in rows if r["best acc (%)"] is not None]
+if scatter:
+    s1, s2 = st.columns(2)
+    fig = px.scatter(scatter, x="FLOPs (M)", y="best acc (%)", color="design", hover_data=["id", "name"])
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                      title="accuracy against FLOPs")
+    s1.plotly_chart(fig, key="acc_vs_flops")
+    timed = [r for r in scatter if r["latency (ms)"] is not None]
+    if timed:
+        fig = px.scatter(timed, x="latency (ms)", y="best acc (%)", color="design", hover_data=["id", "name"])
+        fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                          title="accuracy against measured latency")
+        s2.plotly_chart(fig, key="acc_vs_latency")
+    else:
+        s2.caption("Benchmark a run's design (Benchmark page) to place it against latency.")
+
+st.subheader("Act on a run")
+run_id = st.selectbox("Run", ids, key="runs_selected",
+                      format_func=lambda i: f"{i} · {by_id[i]['name']} · {by_id[i]['status']}")
+run = by_id[run_id]
+a1, a2, a3, a4, a5 = st.columns(5)
+
+
+def _act(fn, rid):
+    try:
+        fn(rid)
+    except DesignError as err:
+        st.session_state.errors["runs"] = str(err)
+
+
+def _open(rid):
+    state.edit(lambda cur: design_from_json(by_id[rid]["design"]), f"open run {rid}'s design", "runs")
+
+
+a1.button("Stop", key="runs_stop", on_click=_act, args=(jobs.stop_run, run_id),
+          disabled=run["status"] not in ("queued", "running"))
+a2.button("Resume", key="runs_resume", on_click=_act, args=(jobs.resume_run, run_id),
+          disabled=run["status"] not in ("stopped", "interrupted", "failed"))
+a3.button("Delete", key="runs_delete", on_click=_act, args=(jobs.delete_run, run_id))
+a4.button("Open its design", key="runs_open", on_click=_open, args=(run_id,),
+          help="make it the current design (undo brings yours back)")
+if state.error("runs"):
+    st.error(state.error("runs"))
+
+st.markdown("**Export**")
+e1, e2, e3, e4 = st.columns(4)
+for col, fmt in zip((e1, e2), ("design", "cfglist")):
+    try:
+        file_name, payload, mime = export_bytes(run, fmt)
+    except DesignError as err:
+        col.caption(f"No {fmt}: {err}")
+    else:
+        col.download_button(f"{fmt} JSON", payload, file_name=file_name, mime=mime, key=f"dl_{fmt}",
+                            icon=":material/download:")
+for col, fmt in zip((e3, e4), ("weights", "onnx")):
+    key = f"export_{fmt}_{run_id}"
+    if col.button(f"Prepare {fmt}", key=f"prep_{fmt}"):
+        with st.spinner(f"Exporting {fmt}..."):
+            try:
+                st.session_state[key] = export_bytes(run, fmt)
+            except DesignError as err:
+                st.session_state[key] = str(err)
+    prepared = st.session_state.get(key)
+    if isinstance(prepared, str):
+        col.caption(prepared)
+    elif prepared:
+        file_name, payload, mime = prepared
+        col.download_button(f"{file_name} ({len(payload) / 1e6:.1f} MB)", payload, file_name=file_name, mime=mime,
+                            key=f"dl_{fmt}", icon=":material/download:")
