@@ -100,6 +100,8 @@ def cmd_runs(args) -> dict:
         action = {"stop": jobs.stop_run, "resume": jobs.resume_run}[args.action]
         result = {"run": _summary(action(args.run_id, home))}
     if not args.json:
+        if result.get("runs") == []:
+            print("no runs yet: start one with `python -m designer runs start [model options]`")
         for run in result.get("runs", [result["run"]] if "run" in result else []):
             best = f"{run['best_acc']:.2f}%" if run["best_acc"] is not None else "-"
             print(f"{run['id']:5d} {run['status']:12s} epoch {run['epoch']:3d} step {run['step']:6d} "
