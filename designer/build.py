@@ -35,6 +35,7 @@ class ConvLayer:
     out_size: tuple[int, int]
 
 
+@lru_cache(maxsize=64)
 def check_network(network: Network, padfree: bool = False) -> Network:
     """The network with its canonical arch name; DesignError if it cannot be built."""
     arch = canonical_arch(network.arch)
