@@ -1,7 +1,8 @@
 """Latency of a design against its dense network, measured in the same run.
 
-The dense baseline is the same architecture with plain convolutions, timed
-in NCHW and channels-last; the faster of the two is the baseline. Every
+The dense baseline is the same architecture with plain convolutions; it and
+every backend are timed in NCHW and channels-last, each judged by its faster
+layout. Every
 backend runs the same weights (copied from one reference build). Medians
 after warm-up; the first call of each backend (Taichi compiles there) is
 reported separately as `first_call_ms` and never enters a median.
@@ -52,7 +53,7 @@ def resolve_backends(name: str) -> list[str]:
     return [name]
 
 
-def _step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, mode: str) -> Callable[[], None]:
+def step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, mode: str) -> Callable[[], None]:
     if mode == "infer":
         model.eval()
 
@@ -92,25 +93,31 @@ def _inputs(design: Design, batch_size: int) -> tuple[torch.Tensor, torch.Tensor
     return x, torch.randint(0, info.num_classes, (batch_size,), generator=g)
 
 
+def time_layouts(model: nn.Module, x: torch.Tensor, target: torch.Tensor, config: BenchConfig) -> dict:
+    """Time `model` in NCHW and in channels-last; the faster layout is its figure."""
+    nchw = time_call(step(model, x, target, config.mode), config)
+    model = model.to(memory_format=torch.channels_last)
+    channels_last = time_call(step(model, x.contiguous(memory_format=torch.channels_last), target, config.mode),
+                              config)
+    best, layout = min((nchw, "nchw"), (channels_last, "channels_last"), key=lambda t: t[0]["median_ms"])
+    return {**best, "layout": layout, "nchw_ms": nchw["median_ms"], "channels_last_ms": channels_last["median_ms"]}
+
+
 def bench_design(design: Design, backends: list[str], config: BenchConfig,
                  progress: Callable[[str, float], None] | None = None) -> dict:
-    """Whole-network latency of `design` per backend and of its dense network, one run."""
+    """Whole-network latency of `design` per backend and of its dense network, one run.
+
+    Every candidate, dense included, runs in NCHW and in channels-last and is
+    judged by its faster layout.
+    """
     design, config = validate(design), check_config(config)
     progress = progress or (lambda what, fraction: None)
     x, target = _inputs(design, config.batch_size)
-    steps = 2 + len(backends)
-    dense_model = build_model(dense_design(design.network))
-    progress("dense NCHW", 0 / steps)
-    nchw = time_call(_step(dense_model, x, target, config.mode), config)
-    progress("dense channels-last", 1 / steps)
-    dense_model = dense_model.to(memory_format=torch.channels_last)
-    channels_last = time_call(_step(dense_model, x.contiguous(memory_format=torch.channels_last), target,
-                                    config.mode), config)
-    dense = min((nchw, "nchw"), (channels_last, "channels_last"), key=lambda t: t[0]["median_ms"])
+    steps = 1 + len(backends)
+    progress("dense", 0.0)
     result = {
         "batch_size": config.batch_size, "threads": torch.get_num_threads(), "mode": config.mode,
-        "dense": {**dense[0], "layout": dense[1], "nchw_ms": nchw["median_ms"],
-                  "channels_last_ms": channels_last["median_ms"]},
+        "dense": time_layouts(build_model(dense_design(design.network)), x, target, config),
         "backends": {},
     }
     dense_flops = count_design(dense_design(design.network), "macs").flops
@@ -118,14 +125,14 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
     result["flop_ratio"] = dense_flops / max(design_flops, 1)
     weights = build_model(design).state_dict()
     for i, name in enumerate(backends):
-        progress(name, (2 + i) / steps)
+        progress(name, (1 + i) / steps)
         try:
             model = build_model(design, backend=name)
         except (ValueError, ImportError, RuntimeError) as err:
             result["backends"][name] = {"error": str(err).splitlines()[0]}
             continue
         model.load_state_dict(weights)
-        timing = time_call(_step(model, x, target, config.mode), config)
+        timing = time_layouts(model, x, target, config)
         timing["speedup_vs_dense"] = result["dense"]["median_ms"] / timing["median_ms"]
         timing["gflops"] = 2 * design_flops * config.batch_size / timing["median_ms"] / 1e6
         result["backends"][name] = timing
@@ -145,14 +152,14 @@ def bench_layers(design: Design, backend: str, config: BenchConfig) -> list[dict
         x = torch.randn(config.batch_size, layer.spec.in_channels, *layer.in_size)
         timings = {}
         for label, module in (("dense", dense_modules[layer.name]), ("design", modules[layer.name])):
-            timings[label] = time_call(_module_step(module, x, config.mode), config)
+            timings[label] = time_call(_modulestep(module, x, config.mode), config)
         rows.append({"name": layer.name, "kind": choice.kind, "dense_ms": timings["dense"]["median_ms"],
                      "design_ms": timings["design"]["median_ms"],
                      "speedup_vs_dense": timings["dense"]["median_ms"] / timings["design"]["median_ms"]})
     return rows
 
 
-def _module_step(module: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+def _modulestep(module: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
     if mode == "infer":
         def infer():
             with torch.inference_mode():

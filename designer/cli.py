@@ -230,7 +230,8 @@ def cmd_bench(args) -> dict:
             if "error" in timing:
                 print(f"{name:14} {'n/a':>10}  {timing['error']}")
             else:
-                print(f"{name:14} {timing['median_ms']:10.2f} {timing['speedup_vs_dense']:9.2f}")
+                print(f"{name + ' (' + timing['layout'] + ')':14} {timing['median_ms']:10.2f} "
+                      f"{timing['speedup_vs_dense']:9.2f}")
     return result
 
 

@@ -20,6 +20,7 @@ def test_result_shape_and_ratios():
     assert dense["layout"] in ("nchw", "channels_last")
     assert dense["median_ms"] == min(dense["nchw_ms"], dense["channels_last_ms"])
     timing = result["backends"]["reference"]
+    assert timing["median_ms"] == min(timing["nchw_ms"], timing["channels_last_ms"])
     assert timing["repeats"] == 3 and timing["min_ms"] <= timing["median_ms"] <= timing["max_ms"]
     assert timing["speedup_vs_dense"] == pytest.approx(dense["median_ms"] / timing["median_ms"])
     assert result["flop_ratio"] == pytest.approx(9 / 4, rel=0.05)

@@ -1,0 +1,178 @@
+"""Whole-network benchmark: each fast backend against the dense torch network, same run.
+
+Configurations (CIFAR-10 VGG-16): ASK_5a on every 3x3 conv; HetConv P=4 on
+every conv but the first; 1xN N=16 rate 0.5 on every conv but the first
+(also per pruned layer). For each batch size and mode (eval inference; one
+training step = forward + backward of a cross-entropy loss) the dense
+network is timed in NCHW and channels-last (the faster is the baseline), and
+each backend in both layouts (the faster is reported). Medians after
+warm-up, timed calls interleaved across candidates (one call of each per
+round), wall clock and process CPU time (the machine is shared); achieved GFLOP/s count 2 FLOPs per MAC of the design
+(x3 for a training step). The first call (Taichi start-up and compile) is
+reported separately and never enters a median.
+
+    python benchmarks/bench_network.py [--configs ask hetconv blocksparse] [--infer-batches 1 32 128]
+        [--train-batches 32 64 128] [--repeats 5] [--per-layer] [--out FILE]
+"""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's OpenMP workers must not spin while Taichi runs
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from designer.bench import BenchConfig, bench_layers, step, time_call  # noqa: E402
+from designer.build import build_model, dense_design  # noqa: E402
+from designer.cli import build_parser, design_from_args  # noqa: E402
+from designer.counting import count_design  # noqa: E402
+from designer.data import dataset_info  # noqa: E402
+from models.layers.ask import ASK_BACKENDS  # noqa: E402
+from models.layers.blocksparse import BLOCKSPARSE_BACKENDS  # noqa: E402
+from models.layers.hetconv import HETCONV_BACKENDS  # noqa: E402
+
+CONFIGS = {  # name -> (CLI model options, the backends registry of its layers)
+    "ask": (["--arch", "vgg", "--depth", "16", "--anycfg", "ASK_5a"], ASK_BACKENDS),
+    "hetconv": (["--arch", "vgg", "--depth", "16", "--hetconv", "4"], HETCONV_BACKENDS),
+    "blocksparse": (["--arch", "vgg", "--depth", "16", "--block-n", "16", "--prune-rate", "0.5"],
+                    BLOCKSPARSE_BACKENDS),
+}
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def design_for(name: str):
+    args = build_parser().parse_args(["count", *CONFIGS[name][0]])
+    return design_from_args(args)
+
+
+def _one_call(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
+
+
+def bench_network(design, backends: list[str], config: BenchConfig) -> dict:
+    """Dense baseline (both layouts) and each backend (both layouts) on the same input, one run.
+
+    Each candidate's first call (Taichi compiles there) and warm-up go through
+    designer.bench.time_call; then the timed calls are interleaved, one call
+    of every candidate per round, so that load changes on the shared machine
+    hit all candidates alike.
+    """
+    info = dataset_info(design.network.dataset)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(config.batch_size, info.in_channels, info.input_size, info.input_size, generator=gen)
+    target = torch.randint(0, info.num_classes, (config.batch_size,), generator=gen)
+    passes = 3 if config.mode == "train" else 1
+    macs = count_design(design, "macs").flops
+    dense_macs = count_design(dense_design(design.network), "macs").flops
+    weights = build_model(design).state_dict()
+    candidates = {}  # (name, layout) -> step function
+    for name in ["dense", *backends]:
+        for layout, fmt in LAYOUTS.items():
+            if name == "dense":
+                model = build_model(dense_design(design.network))
+            else:
+                model = build_model(design, backend=name)
+                model.load_state_dict(weights)
+            model = model.to(memory_format=fmt)
+            candidates[name, layout] = step(model, x.contiguous(memory_format=fmt), target, config.mode)
+    first = {key: time_call(fn, BenchConfig(config.batch_size, 1, config.warmup, config.mode))["first_call_ms"]
+             for key, fn in candidates.items()}
+    samples = {key: [] for key in candidates}
+    for _ in range(config.repeats):
+        for key, fn in candidates.items():
+            samples[key].append(_one_call(fn))
+
+    def summary(name: str) -> dict:
+        timings = {}
+        for layout in LAYOUTS:
+            wall = [w for w, _ in samples[name, layout]]
+            timings[layout] = {"median_ms": statistics.median(wall), "min_ms": min(wall), "max_ms": max(wall),
+                               "cpu_ms": statistics.median([c for _, c in samples[name, layout]]),
+                               "first_call_ms": first[name, layout]}
+        layout = min(timings, key=lambda k: timings[k]["median_ms"])
+        other = next(k for k in timings if k != layout)
+        return {**timings[layout], "layout": layout, "other_layout_ms": timings[other]["median_ms"],
+                "repeats": config.repeats}
+
+    dense = summary("dense")
+    dense["gflops"] = 2 * passes * dense_macs * config.batch_size / dense["median_ms"] / 1e6
+    result = {"batch_size": config.batch_size, "mode": config.mode, "threads": torch.get_num_threads(),
+              "flop_ratio": dense_macs / macs, "dense": dense, "backends": {}}
+    for name in backends:
+        t = summary(name)
+        t["speedup_vs_dense"] = dense["median_ms"] / t["median_ms"]
+        t["cpu_speedup_vs_dense"] = dense["cpu_ms"] / t["cpu_ms"]
+        t["gflops"] = 2 * passes * macs * config.batch_size / t["median_ms"] / 1e6
+        t["compile_ms"] = max(t["first_call_ms"] - t["median_ms"], 0.0)
+        result["backends"][name] = t
+    return result
+
+
+def print_row(config: str, r: dict) -> None:
+    d = r["dense"]
+    line = (f"{config:11} {r['mode']:5} {r['batch_size']:5d} {d['median_ms']:9.2f} {d['layout'][:5]:5} "
+            f"{d['gflops']:6.1f}")
+    for name, t in r["backends"].items():
+        line += (f" | {name[:10]:10} {t['median_ms']:9.2f} {t['layout'][:5]:5} {t['speedup_vs_dense']:5.2f}x "
+                 f"cpu {t['cpu_speedup_vs_dense']:5.2f}x {t['gflops']:6.1f} GF/s")
+    print(line, flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--infer-batches", type=int, nargs="*", default=[1, 32, 128])
+    parser.add_argument("--train-batches", type=int, nargs="*", default=[32, 64, 128])
+    parser.add_argument("--backends", nargs="+", default=["reference", "decomposed", "taichi"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--per-layer", action="store_true", help="also time each 1xN layer alone (taichi)")
+    parser.add_argument("--out", default="benchmarks/results/network.json")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    print(f"threads {torch.get_num_threads()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"{'config':11} {'mode':5} {'batch':>5} {'dense ms':>9} {'fmt':5} {'GF/s':>6} | backend: median ms, "
+          f"layout, speed-up (wall), speed-up (CPU time), GF/s")
+    out = {"threads": torch.get_num_threads(), "load_average_start": load, "runs": [], "layers": {}}
+    for config_name in args.configs:
+        design = design_for(config_name)
+        registry = CONFIGS[config_name][1]
+        backends = [b for b in args.backends if b in registry]
+        jobs = [("infer", b) for b in args.infer_batches] + [("train", b) for b in args.train_batches]
+        for mode, batch in jobs:
+            if mode == "train" and batch < 2:  # the classifier's BatchNorm1d cannot train on one sample
+                print(f"{config_name:11} train {batch:5d} skipped: BatchNorm1d needs more than one sample")
+                continue
+            config = BenchConfig(batch_size=batch, repeats=args.repeats, warmup=args.warmup, mode=mode)
+            r = bench_network(design, backends, config)
+            r["config"] = config_name
+            out["runs"].append(r)
+            print_row(config_name, r)
+        if args.per_layer and config_name == "blocksparse":
+            for mode in ("infer", "train"):
+                config = BenchConfig(batch_size=32, repeats=args.repeats, warmup=args.warmup, mode=mode)
+                rows = bench_layers(design, "taichi", config)
+                out["layers"][mode] = rows
+                print(f"per layer, taichi vs dense NCHW, batch 32, {mode}:")
+                for row in rows:
+                    if row["kind"] == "blocksparse":
+                        print(f"  {row['name']:20} dense {row['dense_ms']:8.2f} ms  1xN {row['design_ms']:8.2f} ms  "
+                              f"{row['speedup_vs_dense']:5.2f}x", flush=True)
+    out["load_average_end"] = os.getloadavg()
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"load average at the end {out['load_average_end'][0]:.2f}; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
