@@ -162,6 +162,8 @@ class RunStore:
             db.executemany("INSERT INTO metrics (run_id, step, epoch, split, name, value, time) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            [(run_id, step, epoch, split, name, float(v), now) for name, v in values.items()])
+            # progress for `runs list` and the Runs page while the run is between checkpoints
+            db.execute("UPDATE runs SET step = ? WHERE id = ? AND step < ?", (step, run_id, step))
 
     def metrics(self, run_id: int, split: str | None = None, name: str | None = None,
                 all_rows: bool = False) -> list[dict]:

@@ -86,3 +86,11 @@ def test_readers_never_fail_while_another_process_writes(store):
     assert writer.wait() == 0
     assert seen == sorted(seen)  # readers saw a growing, consistent prefix
     assert len(store.metrics(run_id, "step", "loss")) == 300 and store.get_run(run_id)["step"] == 299
+
+
+def test_a_runs_step_follows_its_metrics_between_checkpoints(store, tmp_path):
+    run_id = store.create_run({"network": {}}, {}, "r", runs_root=tmp_path / "runs")
+    store.log_metrics(run_id, 40, 1, "step", {"loss": 1.0})
+    assert store.get_run(run_id)["step"] == 40
+    store.log_metrics(run_id, 20, 1, "step", {"loss": 1.0})  # a resumed run re-logs older steps
+    assert store.get_run(run_id)["step"] == 40
