@@ -23,21 +23,33 @@ VGG_CHANNELS = {
 }
 
 
+def make_features(depth: int, conv_factory: ConvFactory, in_channels: int = 3, first_bias: bool = False,
+                  final_pool: bool = False) -> tuple[list[nn.Module], int]:
+    """conv3x3 -> BN -> ReLU per channel entry, MaxPool2d(2, 2) per 'M'; and the last width.
+
+    The feature stacks of the ASK and HetConv VGGs differ only in the first conv's bias and a pool after
+    the last block.
+    """
+    if depth not in VGG_CHANNELS:
+        raise ValueError(f"VGG depth must be one of {sorted(VGG_CHANNELS)}, got {depth}")
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for v in VGG_CHANNELS[depth] + (["M"] if final_pool else []):
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        first = not layers
+        spec = ConvSpec(channels, v, 3, bias=first and first_bias, role="first" if first else "conv")
+        layers += [conv_factory(spec), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+        channels = v
+    return layers, channels
+
+
 class VGG(nn.Module):
     def __init__(self, depth: int = 16, num_classes: int = 10, conv_factory: ConvFactory = dense_conv,
                  in_channels: int = 3):
         super().__init__()
-        if depth not in VGG_CHANNELS:
-            raise ValueError(f"VGG depth must be one of {sorted(VGG_CHANNELS)}, got {depth}")
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for v in VGG_CHANNELS[depth]:
-            if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-                continue
-            role = "first" if channels == in_channels and not layers else "conv"
-            layers += [conv_factory(ConvSpec(channels, v, 3, role=role)), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
-            channels = v
+        layers, channels = make_features(depth, conv_factory, in_channels)
         self.feature = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Linear(channels, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Linear(512, num_classes)

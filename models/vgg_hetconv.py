@@ -12,27 +12,16 @@ import math
 import torch
 import torch.nn as nn
 
-from models.layers.factory import ConvFactory, ConvSpec, dense_conv
+from models.layers.factory import ConvFactory, dense_conv
 from models.registry import register_model
-from models.vgg import VGG_CHANNELS
+from models.vgg import make_features
 
 
 class VGGHet(nn.Module):
     def __init__(self, depth: int = 16, num_classes: int = 10, conv_factory: ConvFactory = dense_conv,
                  in_channels: int = 3):
         super().__init__()
-        if depth not in VGG_CHANNELS:
-            raise ValueError(f"VGG depth must be one of {sorted(VGG_CHANNELS)}, got {depth}")
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for v in VGG_CHANNELS[depth] + ["M"]:
-            if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-                continue
-            first = not layers
-            spec = ConvSpec(channels, v, 3, bias=first, role="first" if first else "conv")
-            layers += [conv_factory(spec), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
-            channels = v
+        layers, channels = make_features(depth, conv_factory, in_channels, first_bias=True, final_pool=True)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Linear(channels, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Linear(512, num_classes)
