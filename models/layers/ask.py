@@ -6,7 +6,8 @@ Output channels are split equally among the shapes, in order (ASK
 semantics); block g of the output sees only the taps of shape g. Only the
 active taps' weights are stored, one (Cout_g, Cin, taps_g) tensor per shape,
 so parameter counts are real. The `reference` backend builds the masked
-k x k kernel and runs one dense conv; autograd gives the backward. Faster
+k x k kernel (once per weight update when gradients are off) and runs one
+dense conv; autograd gives the backward. Faster
 backends register in ASK_BACKENDS and must give the same numbers.
 """
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Callable, Protocol
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from kernels_taichi.cache import cached_pack
+from models.layers.layout import memory_format
 
 
 class Shape(Protocol):
@@ -95,7 +99,14 @@ class AskConv2d(nn.Module):
 
 
 def _reference_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
-    return F.conv2d(x, module.dense_weight(), stride=module.stride, padding=module.padding)
+    weights = list(module.weights)
+    if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+        weight = module.dense_weight()
+    else:  # inference: build the masked kernel once per weight update, not once per call
+        layout = memory_format(x)
+        weight = cached_pack(("ask_reference", layout), weights,
+                             lambda: module.dense_weight().detach().contiguous(memory_format=layout))
+    return F.conv2d(x, weight, stride=module.stride, padding=module.padding)
 
 
 ASK_BACKENDS["reference"] = _reference_forward

@@ -1,11 +1,13 @@
 """Fast ASK backends: `decomposed` (pure torch) and `taichi` (kernels_taichi).
 
 `decomposed` splits each shape into a few dense sub-convolutions that oneDNN
-and cuDNN run at full speed, e.g. the plus shape [2,4,5,6,8] = a 1x3 conv over
-the middle row + a 2x1 conv with dilation 2 over the middle column, outputs
-summed. Each sub-conv reads a gathered view of the module's own weights, so
-autograd gives exact gradients and the state_dict never changes; the gathered
-weights are cached (not persistent) while gradients are off.
+and cuDNN run at full speed, e.g. the plus shape [2,4,5,6,8] = a 3x1 conv over
+the middle column + a 1x2 conv with dilation 2 over the middle row, outputs
+summed; oneDNN adds all but the first into the output in place
+(models.layers.fused_add). Each sub-conv reads weights gathered from the
+module's own, so the state_dict never changes; the gathered weights are
+cached (not persistent) while gradients are off, and autograd gives exact
+gradients.
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ import torch.nn.functional as F
 
 from kernels_taichi.cache import cached_pack
 from models.layers.ask import ASK_BACKENDS, AskConv2d, Shape
+from models.layers.autotune import register_auto
+from models.layers.fused_add import add_conv_
+from models.layers.layout import memory_format
 
 # Relative cost of launching one more sub-convolution, in taps (measured on
 # oneDNN: the plus shape as 1x3 + 2x1 runs about 1.4x faster than a 3x3).
@@ -107,12 +112,14 @@ def plan_shape(shape: Shape, in_channels: int = MIN_CHANNELS_TO_SPLIT) -> tuple[
     if in_channels < MIN_CHANNELS_TO_SPLIT:
         return tuple(_box_plan(positions))
     transposed = [(c, r) for r, c in positions]
-    candidates = [
+    candidates = [  # on a tie the first wins: column-first plans measured 3-30% faster on oneDNN
+        _transpose(_line_plan(transposed), positions),  # (the plus as 3x1 + dilated 1x2 vs 1x3 + dilated 2x1)
         _line_plan(positions),
-        _transpose(_line_plan(transposed), positions),
         _box_plan(positions),
     ]
-    return tuple(min(candidates, key=lambda plan: (sum(s.cost for s in plan), len(plan))))
+    best = min(candidates, key=lambda plan: (sum(s.cost for s in plan), len(plan)))
+    # The largest sub-conv writes the output, the others are added into it (measured faster that way).
+    return tuple(sorted(best, key=lambda sub: -sub.kh * sub.kw))
 
 
 def _padding(size: int, out: int, k: int, start: int, extent: int, stride: int) -> tuple[int, int]:
@@ -132,15 +139,45 @@ def _sub_weight(weight: torch.Tensor, sub: SubConv) -> torch.Tensor:
     return weight.index_select(2, index).view(go, cin, sub.kh, sub.kw)
 
 
-def _sub_conv(x: torch.Tensor, weight: torch.Tensor, sub: SubConv, module: AskConv2d,
-              out_size: tuple[int, int]) -> torch.Tensor:
+def _placement(x: torch.Tensor, sub: SubConv, module: AskConv2d,
+               out_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(padding, first output row and column to keep, full output size) of a sub-conv's dense conv."""
     k, s = module.kernel_size, module.stride
-    ph, oh = _padding(x.shape[2], out_size[0], k, sub.row, (sub.kh - 1) * sub.dh + 1, s)
-    pw, ow = _padding(x.shape[3], out_size[1], k, sub.col, (sub.kw - 1) * sub.dw + 1, s)
-    y = F.conv2d(x, weight, stride=s, padding=(ph, pw), dilation=(sub.dh, sub.dw))
-    if (oh, ow) != (0, 0) or tuple(y.shape[2:]) != out_size:
-        y = y[:, :, oh:oh + out_size[0], ow:ow + out_size[1]]
-    return y
+    extent = ((sub.kh - 1) * sub.dh + 1, (sub.kw - 1) * sub.dw + 1)
+    ph, oh = _padding(x.shape[2], out_size[0], k, sub.row, extent[0], s)
+    pw, ow = _padding(x.shape[3], out_size[1], k, sub.col, extent[1], s)
+    full = ((x.shape[2] + 2 * ph - extent[0]) // s + 1, (x.shape[3] + 2 * pw - extent[1]) // s + 1)
+    return (ph, pw), (oh, ow), full
+
+
+def _block_output(x: torch.Tensor, weights: list[torch.Tensor], plan: tuple[SubConv, ...], module: AskConv2d,
+                  out_size: tuple[int, int]) -> torch.Tensor:
+    """Sum of one block's sub-convs; those that need no crop are added into the output in place."""
+    total = None
+    for weight, sub in zip(weights, plan):
+        padding, crop, full = _placement(x, sub, module, out_size)
+        dilation = (sub.dh, sub.dw)
+        exact = crop == (0, 0) and full == out_size
+        if total is not None and exact:
+            total = add_conv_(total, x, weight, module.stride, padding, dilation)
+            continue
+        y = F.conv2d(x, weight, stride=module.stride, padding=padding, dilation=dilation)
+        if not exact:
+            y = y[:, :, crop[0]:crop[0] + out_size[0], crop[1]:crop[1] + out_size[1]]
+        total = y if total is None else total + y
+    return total
+
+
+def _output_size(module: AskConv2d, x: torch.Tensor) -> tuple[int, int]:
+    s = module.stride
+    return (x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1  # odd k, padding k // 2
+
+
+def _conv_blocks(module: AskConv2d, x: torch.Tensor, weights: list[list[torch.Tensor]]) -> torch.Tensor:
+    out_size = _output_size(module, x)
+    outputs = [_block_output(x, block_weights, plan_shape(shape, module.in_channels), module, out_size)
+               for (shape, _), block_weights in zip(_blocks(module), weights)]
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
 
 
 def _blocks(module: AskConv2d) -> list[tuple[Shape, list[int]]]:
@@ -174,23 +211,19 @@ def _sub_weights(module: AskConv2d) -> list[list[torch.Tensor]]:
     return weights
 
 
+def _laid_out_sub_weights(module: AskConv2d, layout: torch.memory_format) -> list[list[torch.Tensor]]:
+    return [[w.contiguous(memory_format=layout) for w in block] for block in _sub_weights(module)]
+
+
 def _decomposed_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
-    params = list(module.weights)
+    params, layout = list(module.weights), memory_format(x)
     if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-        weights = _sub_weights(module)
+        # Autograd through the gathers; a hand-written backward (each sub-conv's
+        # convolution_backward, weight gradients stacked back into taps) measured no faster.
+        weights = _laid_out_sub_weights(module, layout)
     else:
-        weights = cached_pack(("ask_decomposed", id(module)), params, lambda: _sub_weights(module))
-    s = module.stride
-    out_size = ((x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1)  # odd k, padding k // 2
-    outputs = []
-    for (shape, _), block_weights in zip(_blocks(module), weights):
-        plan = plan_shape(shape, module.in_channels)
-        parts = [_sub_conv(x, w, sub, module, out_size) for w, sub in zip(block_weights, plan)]
-        total = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        for part in parts[2:]:
-            total.add_(part)
-        outputs.append(total)
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+        weights = cached_pack(("ask_decomposed", layout), params, lambda: _laid_out_sub_weights(module, layout))
+    return _conv_blocks(module, x, weights)
 
 
 def _taichi_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -202,3 +235,4 @@ def _taichi_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
 
 ASK_BACKENDS["decomposed"] = _decomposed_forward
 ASK_BACKENDS["taichi"] = _taichi_forward
+register_auto(ASK_BACKENDS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from models.layers.autotune import register_auto
 from models.layers.blocksparse import BLOCKSPARSE_BACKENDS, BlockSparseConv2d
 
 
@@ -24,3 +25,4 @@ def _taichi_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 BLOCKSPARSE_BACKENDS["taichi"] = _taichi_forward
+register_auto(BLOCKSPARSE_BACKENDS)

@@ -8,8 +8,9 @@ on it), summed in place, all in channels-last. The dense 1x1 does 1/P more
 the reference's gather of the complementary channels copies the input P-1
 times, and the NCHW 1x1 is slow on large images (per layer 1.3-5x slower
 than this at batch 32). The scattered weight is differentiable (autograd masks
-the diagonal's gradient) and is cached while gradients are off; the
-state_dict never changes.
+the diagonal's gradient) and is cached while gradients are off, when oneDNN
+also adds the 1x1 into the 3x3's output in place (models.layers.fused_add);
+the state_dict never changes.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from kernels_taichi.cache import cached_pack
+from models.layers.autotune import register_auto
+from models.layers.fused_add import add_conv_
 from models.layers.hetconv import HETCONV_BACKENDS, HetConv2d
 
 
@@ -44,7 +47,7 @@ def _decomposed_forward(m: HetConv2d, x: torch.Tensor) -> torch.Tensor:
     crop = 1 - m.padding  # the 1x1 kernel sits on the centre tap
     if crop:
         x = x[..., crop:x.shape[-2] - crop, crop:x.shape[-1] - crop]
-    return y.add_(F.conv2d(x, w1, stride=m.stride))
+    return add_conv_(y, x, w1, m.stride, (0, 0))
 
 
 def _taichi_forward(m: HetConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -55,3 +58,4 @@ def _taichi_forward(m: HetConv2d, x: torch.Tensor) -> torch.Tensor:
 
 HETCONV_BACKENDS["decomposed"] = _decomposed_forward
 HETCONV_BACKENDS["taichi"] = _taichi_forward
+register_auto(HETCONV_BACKENDS)

@@ -7,12 +7,15 @@ import torch
 from designer.shapes import ASK_PRESETS, KernelShape
 from models.layers.ask import AskConv2d
 from models.layers.ask_backends import plan_shape
+from tests.models.backend_checks import assert_inference_matches_reference, rel_err
 
-BACKENDS = ["decomposed", "taichi"]
+BACKENDS = ["decomposed", "taichi", "auto"]
 
 CASES = [  # (k, stride, n_shapes, cin, cout, h, w, batch)
     (3, 1, 1, 3, 8, 7, 11, 1), (3, 2, 4, 5, 8, 7, 11, 3), (3, 2, 2, 4, 6, 9, 9, 1),
     (5, 1, 3, 4, 9, 10, 7, 3), (5, 2, 2, 3, 4, 13, 8, 1), (7, 2, 2, 2, 4, 9, 9, 1), (3, 1, 4, 6, 12, 1, 1, 3),
+    # 16+ input channels: decomposed splits shapes into several sub-convs
+    (3, 1, 2, 16, 8, 8, 8, 2), (3, 2, 3, 16, 12, 9, 7, 2), (5, 1, 2, 17, 8, 6, 9, 1),
 ]
 
 
@@ -26,10 +29,6 @@ def outputs_and_grads(conv: AskConv2d, x: torch.Tensor, grad: torch.Tensor, back
     y = conv(x)
     dx, *dws = torch.autograd.grad(y, [x, *conv.weights], grad)
     return [y, dx, *dws]
-
-
-def rel_err(a, b):
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -46,6 +45,16 @@ def test_backend_equals_reference(backend, k, stride, n_shapes, cin, cout, h, w,
     for a, b in zip(got, expected):
         assert a.shape == b.shape
         assert rel_err(a, b) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("k, stride, n_shapes, cin, cout, h, w, batch", CASES)
+def test_inference_equals_reference(backend, channels_last, k, stride, n_shapes, cin, cout, h, w, batch):
+    rng = random.Random(hash((k, stride, n_shapes, cin, h, w, "infer")))
+    torch.manual_seed(rng.randint(0, 1000))
+    conv = AskConv2d(cin, cout, random_shapes(rng, k, n_shapes), stride)
+    assert_inference_matches_reference(conv, torch.randn(batch, cin, h, w), backend, channels_last)
 
 
 @pytest.mark.parametrize("preset", sorted(ASK_PRESETS))
@@ -69,7 +78,7 @@ def test_plans_cover_each_tap_once():
 
 def test_plus_shape_is_two_sub_convolutions():
     plan = plan_shape(KernelShape((2, 4, 5, 6, 8)))
-    assert sorted((s.kh, s.kw, s.dh, s.dw) for s in plan) == [(1, 3, 1, 1), (2, 1, 2, 1)]
+    assert [(s.kh, s.kw, s.dh, s.dw) for s in plan] == [(3, 1, 1, 1), (1, 2, 1, 2)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -85,7 +94,7 @@ def test_switching_backend_keeps_state_dict(backend):
     assert all(torch.equal(after[k], before[k]) for k in before)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["reference", *BACKENDS])
 def test_cached_weights_follow_updates(backend):
     conv = AskConv2d(3, 4, [KernelShape((2, 4, 5, 6, 8))], backend=backend).eval()
     x = torch.randn(2, 3, 6, 6)
@@ -93,5 +102,34 @@ def test_cached_weights_follow_updates(backend):
         conv(x)
         conv.weights[0].mul_(-3)
         got = conv(x)
-        conv.backend = "reference"
-        assert rel_err(got, conv(x)) < 1e-5
+        assert rel_err(got, torch.nn.functional.conv2d(x, conv.dense_weight(), padding=1)) < 1e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_groups_sharing_a_tap_set_in_another_order(backend):
+    """Groups with one tap set share sub-convs; each still gets its own weights' gradients."""
+    torch.manual_seed(3)
+    conv = AskConv2d(16, 8, [KernelShape((2, 4, 5, 6, 8)), KernelShape((8, 6, 5, 4, 2))])
+    x, grad = torch.randn(2, 16, 6, 5), torch.randn(2, 8, 6, 5)
+    for a, b in zip(outputs_and_grads(conv, x, grad, backend), outputs_and_grads(conv, x, grad, "reference")):
+        assert rel_err(a, b) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_only_where_asked(backend):
+    torch.manual_seed(4)
+    conv = AskConv2d(16, 8, [KernelShape((1, 5, 9))], stride=2, backend=backend)
+    x = torch.randn(2, 16, 7, 7, requires_grad=True)
+    conv.requires_grad_(False)
+    dx, = torch.autograd.grad(conv(x).sum(), [x])
+    conv.backend = "reference"
+    expected, = torch.autograd.grad(conv(x).sum(), [x])
+    assert rel_err(dx, expected) < 1e-4
+    conv.requires_grad_(True)
+    conv.backend = backend
+    conv(x.detach()).sum().backward()
+    got = conv.weights[0].grad.clone()
+    conv.weights[0].grad = None
+    conv.backend = "reference"
+    conv(x.detach()).sum().backward()
+    assert rel_err(got, conv.weights[0].grad) < 1e-4

@@ -1,8 +1,9 @@
-"""The taichi 1xN block-sparse backend equals the reference backend exactly."""
+"""The taichi and auto 1xN block-sparse backends equal the reference backend exactly."""
 import pytest
 import torch
 
 from models.layers.blocksparse import BlockSparseConv2d
+from tests.models.backend_checks import assert_inference_matches_reference, rel_err
 
 CASES = [  # (Cin, Cout, k, N, rate, rearrange, stride, padding, bias, H, W, batch)
     (8, 16, 3, 4, 0.5, False, 1, None, False, 7, 9, 2), (12, 16, 3, 8, 0.5, True, 2, None, True, 9, 6, 3),
@@ -26,22 +27,29 @@ def outputs_and_grads(conv, x, grad, backend):
     return [y, *torch.autograd.grad(y, [x, *conv.parameters()], grad)]
 
 
-def rel_err(a, b):
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
-
-
+@pytest.mark.parametrize("backend", ["taichi", "auto"])
 @pytest.mark.parametrize("cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch", CASES)
-def test_taichi_equals_reference(cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch):
+def test_backend_equals_reference(backend, cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch):
     torch.manual_seed(cin * 100 + cout + k)
     conv = make(cin, cout, k, block_n, rate, rearrange, stride, padding, bias)
     x = torch.randn(batch, cin, h, w)
     with torch.no_grad():
         grad = torch.randn(conv(x).shape)
     expected = outputs_and_grads(conv, x, grad, "reference")
-    got = outputs_and_grads(conv, x, grad, "taichi")
+    got = outputs_and_grads(conv, x, grad, backend)
     for a, b in zip(got, expected):
         assert a.shape == b.shape
         assert rel_err(a, b) < 1e-4
+
+
+@pytest.mark.parametrize("backend", ["taichi", "auto"])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch", CASES)
+def test_inference_equals_reference(backend, channels_last, cin, cout, k, block_n, rate, rearrange, stride, padding,
+                                    bias, h, w, batch):
+    torch.manual_seed(cin * 10 + cout + k)
+    conv = make(cin, cout, k, block_n, rate, rearrange, stride, padding, bias)
+    assert_inference_matches_reference(conv, torch.randn(batch, cin, h, w), backend, channels_last)
 
 
 def test_switching_backend_keeps_state_dict():

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from models.layers.hetconv import HetConv2d
+from tests.models.backend_checks import assert_inference_matches_reference, rel_err
 
-BACKENDS = ["decomposed", "taichi"]
+BACKENDS = ["decomposed", "taichi", "auto"]
 
 CASES = [  # (Cin, Cout, P, stride, padding, bias, H, W, batch)
     (8, 8, 4, 1, 1, False, 7, 9, 2), (12, 8, 4, 2, 1, False, 9, 6, 3), (8, 16, 2, 2, 0, True, 7, 7, 1),
@@ -18,10 +19,6 @@ def outputs_and_grads(conv, x, grad, backend):
     y = conv(x)
     params = [p for p in conv.parameters() if p.numel()]
     return [y, *torch.autograd.grad(y, [x, *params], grad)]
-
-
-def rel_err(a, b):
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -39,6 +36,17 @@ def test_backend_equals_reference(backend, cin, cout, part, stride, padding, bia
     for a, b in zip(got, expected):
         assert a.shape == b.shape
         assert rel_err(a, b) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cin, cout, part, stride, padding, bias, h, w, batch", CASES)
+def test_inference_equals_reference(backend, channels_last, cin, cout, part, stride, padding, bias, h, w, batch):
+    torch.manual_seed(cin * 10 + cout + part)
+    conv = HetConv2d(cin, cout, part, stride, padding, bias)
+    if bias:
+        torch.nn.init.normal_(conv.bias)
+    assert_inference_matches_reference(conv, torch.randn(batch, cin, h, w), backend, channels_last)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
