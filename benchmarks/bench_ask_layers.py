@@ -1,50 +1,35 @@
 """Per-layer ASK benchmark on VGG-16's CIFAR layer shapes, every backend against dense torch.
 
-For each layer and batch size: the dense 3x3 conv in NCHW and in
-channels-last (the faster one is the baseline), and each ASK backend
-(decomposed in both formats, best reported; taichi), for inference and for
-one forward + backward. Medians after warm-up, GFLOP/s achieved; Taichi
-start-up and compile time are measured first and kept out of the medians.
+For each layer and batch size: the dense 3x3 conv and each ASK backend,
+in NCHW and in channels-last (the faster layout of each is reported; the
+dense one is the baseline), for inference and for one forward + backward.
+Timed calls interleaved across candidates (designer.bench.time_interleaved),
+medians after warm-up, GFLOP/s achieved; Taichi start-up and compile time
+are measured first and kept out of the medians.
 
     python benchmarks/bench_ask_layers.py [--batches 1 32 128] [--out FILE]
 """
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's OpenMP workers must not spin while Taichi runs
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import designer  # noqa: E402,F401  (sets the OpenMP and Taichi environment before torch loads)
 
-from designer.shapes import preset_shapes  # noqa: E402
-from models.layers.ask import AskConv2d  # noqa: E402
+import torch
+import torch.nn as nn
+
+from designer.bench import BenchConfig, time_interleaved
+from designer.shapes import preset_shapes
+from models.layers.ask import AskConv2d
 
 VGG16_LAYERS = [  # (Cin, Cout, H=W) of every distinct 3x3 conv in CIFAR VGG-16
     (3, 64, 32), (64, 64, 32), (64, 128, 16), (128, 128, 16), (128, 256, 8),
     (256, 256, 8), (256, 512, 4), (512, 512, 4), (512, 512, 2),
 ]
-BACKENDS = ["decomposed", "taichi"]
-
-
-def median_ms(fn, min_runs: int = 5, max_runs: int = 30, budget_s: float = 1.0) -> float:
-    """Median wall time of fn() after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or (len(times) < max_runs and time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+BACKENDS = ["decomposed", "taichi", "auto"]
 
 
 def step(module: nn.Module, x: torch.Tensor, train: bool):
@@ -79,27 +64,32 @@ def taichi_compile_seconds() -> dict[str, float]:
     return {"init_s": t1 - t0, "forward_s": (t2 - t1) + (t4 - t3), "backward_s": t3 - t2}
 
 
-def bench_layer(cin: int, cout: int, size: int, batch: int, train: bool) -> dict:
+def bench_layer(cin: int, cout: int, size: int, batch: int, train: bool, repeats: int) -> dict:
     dense = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-    ask = AskConv2d(cin, cout, preset_shapes("ASK_5a"))
+    dense_cl = nn.Conv2d(cin, cout, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
     x = torch.randn(batch, cin, size, size, requires_grad=train and cin != 3)
     x_cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(x.requires_grad)
+    inputs = {"nchw": x, "channels_last": x_cl}
+    calls = {("dense", "nchw"): step(dense, x, train), ("dense", "channels_last"): step(dense_cl, x_cl, train)}
+    ask = {}
+    for backend in BACKENDS:
+        for layout, inp in inputs.items():
+            ask[backend, layout] = AskConv2d(cin, cout, preset_shapes("ASK_5a"), backend=backend)
+            calls[backend, layout] = step(ask[backend, layout], inp, train)
+    timings = time_interleaved(calls, BenchConfig(repeats=repeats, warmup=2))
     passes = (3 if x.requires_grad else 2) if train else 1
     dense_flop = 2 * batch * size * size * cin * cout * 9 * passes
-    ask_flop = dense_flop * ask.active_weights / (cin * cout * 9)
+    ask_flop = dense_flop * 5 / 9
     row = {"cin": cin, "cout": cout, "size": size, "batch": batch, "mode": "train" if train else "infer"}
-    dense_nchw = median_ms(step(dense, x, train))
-    dense_cl = median_ms(step(dense.to(memory_format=torch.channels_last), x_cl, train))
-    base = min(dense_nchw, dense_cl)
-    row["dense"] = {"nchw_ms": dense_nchw, "channels_last_ms": dense_cl, "baseline_ms": base,
+    layout = min(inputs, key=lambda lay: timings["dense", lay]["median_ms"])
+    base = timings["dense", layout]["median_ms"]
+    row["dense"] = {"nchw_ms": timings["dense", "nchw"]["median_ms"],
+                    "channels_last_ms": timings["dense", "channels_last"]["median_ms"], "baseline_ms": base,
                     "gflops": dense_flop / base / 1e6}
     for backend in BACKENDS:
-        ask.backend = backend
-        formats = {"nchw": x, "channels_last": x_cl} if backend == "decomposed" else {"nchw": x}
-        timed = {name: median_ms(step(ask, inp, train)) for name, inp in formats.items()}
-        fmt = min(timed, key=timed.get)
-        row[backend] = {"ms": timed[fmt], "format": fmt, "speedup": base / timed[fmt],
-                        "gflops": ask_flop / timed[fmt] / 1e6}
+        layout = min(inputs, key=lambda lay: timings[backend, lay]["median_ms"])
+        ms = timings[backend, layout]["median_ms"]
+        row[backend] = {"ms": ms, "format": layout, "speedup": base / ms, "gflops": ask_flop / ms / 1e6}
     return row
 
 
@@ -122,6 +112,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--modes", nargs="+", choices=["infer", "train"], default=["infer", "train"])
+    parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--out", default="benchmarks/results/ask_layers.json")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -133,7 +124,7 @@ def main(argv=None) -> None:
     for mode in args.modes:
         for batch in args.batches:
             for cin, cout, size in VGG16_LAYERS:
-                rows.append(bench_layer(cin, cout, size, batch, mode == "train"))
+                rows.append(bench_layer(cin, cout, size, batch, mode == "train", args.repeats))
                 print_row(rows[-1])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

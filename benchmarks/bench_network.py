@@ -5,38 +5,32 @@ every conv but the first; 1xN N=16 rate 0.5 on every conv but the first
 (also per pruned layer). For each batch size and mode (eval inference; one
 training step = forward + backward of a cross-entropy loss) the dense
 network is timed in NCHW and channels-last (the faster is the baseline), and
-each backend in both layouts (the faster is reported). Medians after
-warm-up, timed calls interleaved across candidates (one call of each per
-round), wall clock and process CPU time (the machine is shared); achieved GFLOP/s count 2 FLOPs per MAC of the design
-(x3 for a training step). The first call (Taichi start-up and compile) is
-reported separately and never enters a median.
+each backend in both layouts (the faster is reported), all by
+designer.bench.bench_design: medians after warm-up, timed calls interleaved
+across candidates (one call of each per round), wall clock and process CPU
+time (the machine is shared); achieved GFLOP/s count 2 FLOPs per MAC of the
+design (x3 for a training step). The first call (Taichi start-up and
+compile, auto's measured choices) is reported separately and never enters a
+median.
 
     python benchmarks/bench_network.py [--configs ask hetconv blocksparse] [--infer-batches 1 32 128]
         [--train-batches 32 64 128] [--repeats 5] [--per-layer] [--out FILE]
 """
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's OpenMP workers must not spin while Taichi runs
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
+import argparse
+import json
+import sys
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import designer  # noqa: E402,F401  (sets the OpenMP and Taichi environment before torch loads)
 
-from designer.bench import BenchConfig, bench_layers, step, time_call  # noqa: E402
-from designer.build import build_model, dense_design  # noqa: E402
-from designer.cli import build_parser, design_from_args  # noqa: E402
-from designer.counting import count_design  # noqa: E402
-from designer.data import dataset_info  # noqa: E402
-from models.layers.ask import ASK_BACKENDS  # noqa: E402
-from models.layers.blocksparse import BLOCKSPARSE_BACKENDS  # noqa: E402
-from models.layers.hetconv import HETCONV_BACKENDS  # noqa: E402
+import torch
+
+from designer.bench import BACKENDS, BenchConfig, bench_design, bench_layers
+from designer.cli import build_parser, design_from_args
+from models.layers.ask import ASK_BACKENDS
+from models.layers.blocksparse import BLOCKSPARSE_BACKENDS
+from models.layers.hetconv import HETCONV_BACKENDS
 
 CONFIGS = {  # name -> (CLI model options, the backends registry of its layers)
     "ask": (["--arch", "vgg", "--depth", "16", "--anycfg", "ASK_5a"], ASK_BACKENDS),
@@ -44,7 +38,6 @@ CONFIGS = {  # name -> (CLI model options, the backends registry of its layers)
     "blocksparse": (["--arch", "vgg", "--depth", "16", "--block-n", "16", "--prune-rate", "0.5"],
                     BLOCKSPARSE_BACKENDS),
 }
-LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def design_for(name: str):
@@ -52,76 +45,14 @@ def design_for(name: str):
     return design_from_args(args)
 
 
-def _one_call(fn) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
-
-
-def bench_network(design, backends: list[str], config: BenchConfig) -> dict:
-    """Dense baseline (both layouts) and each backend (both layouts) on the same input, one run.
-
-    Each candidate's first call (Taichi compiles there) and warm-up go through
-    designer.bench.time_call; then the timed calls are interleaved, one call
-    of every candidate per round, so that load changes on the shared machine
-    hit all candidates alike.
-    """
-    info = dataset_info(design.network.dataset)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(config.batch_size, info.in_channels, info.input_size, info.input_size, generator=gen)
-    target = torch.randint(0, info.num_classes, (config.batch_size,), generator=gen)
-    passes = 3 if config.mode == "train" else 1
-    macs = count_design(design, "macs").flops
-    dense_macs = count_design(dense_design(design.network), "macs").flops
-    weights = build_model(design).state_dict()
-    candidates = {}  # (name, layout) -> step function
-    for name in ["dense", *backends]:
-        for layout, fmt in LAYOUTS.items():
-            if name == "dense":
-                model = build_model(dense_design(design.network))
-            else:
-                model = build_model(design, backend=name)
-                model.load_state_dict(weights)
-            model = model.to(memory_format=fmt)
-            candidates[name, layout] = step(model, x.contiguous(memory_format=fmt), target, config.mode)
-    first = {key: time_call(fn, BenchConfig(config.batch_size, 1, config.warmup, config.mode))["first_call_ms"]
-             for key, fn in candidates.items()}
-    samples = {key: [] for key in candidates}
-    for _ in range(config.repeats):
-        for key, fn in candidates.items():
-            samples[key].append(_one_call(fn))
-
-    def summary(name: str) -> dict:
-        timings = {}
-        for layout in LAYOUTS:
-            wall = [w for w, _ in samples[name, layout]]
-            timings[layout] = {"median_ms": statistics.median(wall), "min_ms": min(wall), "max_ms": max(wall),
-                               "cpu_ms": statistics.median([c for _, c in samples[name, layout]]),
-                               "first_call_ms": first[name, layout]}
-        layout = min(timings, key=lambda k: timings[k]["median_ms"])
-        other = next(k for k in timings if k != layout)
-        return {**timings[layout], "layout": layout, "other_layout_ms": timings[other]["median_ms"],
-                "repeats": config.repeats}
-
-    dense = summary("dense")
-    dense["gflops"] = 2 * passes * dense_macs * config.batch_size / dense["median_ms"] / 1e6
-    result = {"batch_size": config.batch_size, "mode": config.mode, "threads": torch.get_num_threads(),
-              "flop_ratio": dense_macs / macs, "dense": dense, "backends": {}}
-    for name in backends:
-        t = summary(name)
-        t["speedup_vs_dense"] = dense["median_ms"] / t["median_ms"]
-        t["cpu_speedup_vs_dense"] = dense["cpu_ms"] / t["cpu_ms"]
-        t["gflops"] = 2 * passes * macs * config.batch_size / t["median_ms"] / 1e6
-        t["compile_ms"] = max(t["first_call_ms"] - t["median_ms"], 0.0)
-        result["backends"][name] = t
-    return result
-
-
 def print_row(config: str, r: dict) -> None:
     d = r["dense"]
     line = (f"{config:11} {r['mode']:5} {r['batch_size']:5d} {d['median_ms']:9.2f} {d['layout'][:5]:5} "
             f"{d['gflops']:6.1f}")
     for name, t in r["backends"].items():
+        if "error" in t:
+            line += f" | {name[:10]:10} n/a: {t['error']}"
+            continue
         line += (f" | {name[:10]:10} {t['median_ms']:9.2f} {t['layout'][:5]:5} {t['speedup_vs_dense']:5.2f}x "
                  f"cpu {t['cpu_speedup_vs_dense']:5.2f}x {t['gflops']:6.1f} GF/s")
     print(line, flush=True)
@@ -132,7 +63,7 @@ def main(argv=None) -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--infer-batches", type=int, nargs="*", default=[1, 32, 128])
     parser.add_argument("--train-batches", type=int, nargs="*", default=[32, 64, 128])
-    parser.add_argument("--backends", nargs="+", default=["reference", "decomposed", "taichi"])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--per-layer", action="store_true", help="also time each 1xN layer alone (taichi)")
@@ -153,7 +84,7 @@ def main(argv=None) -> None:
                 print(f"{config_name:11} train {batch:5d} skipped: BatchNorm1d needs more than one sample")
                 continue
             config = BenchConfig(batch_size=batch, repeats=args.repeats, warmup=args.warmup, mode=mode)
-            r = bench_network(design, backends, config)
+            r = bench_design(design, backends, config)
             r["config"] = config_name
             out["runs"].append(r)
             print_row(config_name, r)

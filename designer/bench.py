@@ -2,17 +2,21 @@
 
 The dense baseline is the same architecture with plain convolutions; it and
 every backend are timed in NCHW and channels-last, each judged by its faster
-layout. Every
-backend runs the same weights (copied from one reference build). Medians
-after warm-up; the first call of each backend (Taichi compiles there) is
-reported separately as `first_call_ms` and never enters a median.
+layout. Every backend runs the same weights (copied from one reference
+build). The timed calls are interleaved, one call of every candidate per
+round, so that load changes on a shared machine hit all candidates alike;
+each timed call follows an untimed one of the same candidate, so it runs
+with its own weights in cache (at batch 1 VGG-16 reads 60 MB of weights, and
+a cold cache costs it 20%); medians after warm-up. The first call of each candidate (Taichi compiles
+there, `auto` measures its choices there) is reported as `first_call_ms` and
+never enters a median.
 """
 from __future__ import annotations
 
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
 import torch.nn as nn
@@ -23,8 +27,9 @@ from designer.data import dataset_info
 from designer.design import Design
 from designer.errors import DesignError
 
-BACKENDS = ("reference", "decomposed", "taichi")
+BACKENDS = ("reference", "decomposed", "taichi", "auto")  # auto: each layer its fastest (models.layers.autotune)
 MODES = ("infer", "train")
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 @dataclass(frozen=True)
@@ -70,20 +75,39 @@ def step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, mode: str) -> 
     return train
 
 
-def time_call(fn: Callable[[], None], config: BenchConfig) -> dict:
-    """First call, then warm-up, then `repeats` timed calls: median and spread in ms."""
-    start = time.perf_counter()
+def _one_call(fn: Callable[[], None]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    first = (time.perf_counter() - start) * 1e3
-    for _ in range(config.warmup):
-        fn()
-    samples = []
-    for _ in range(config.repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": statistics.median(samples), "min_ms": min(samples), "max_ms": max(samples),
-            "first_call_ms": first, "repeats": len(samples)}
+    return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
+
+
+def time_interleaved(calls: dict[Hashable, Callable[[], None]], config: BenchConfig,
+                     progress: Callable[[str, float], None] = lambda what, fraction: None) -> dict:
+    """Per call: first call, then warm-up, then `repeats` rounds that run every call twice, timing the second.
+
+    Returns, per key, the median, min and max wall time and the median process
+    CPU time of the timed calls, and the first call's wall time, in ms.
+    """
+    steps = len(calls) + config.repeats
+    first = {}
+    for i, (key, fn) in enumerate(calls.items()):
+        progress(str(key[0] if isinstance(key, tuple) else key), i / steps)
+        first[key] = _one_call(fn)[0]
+        for _ in range(config.warmup):
+            fn()
+    samples: dict = {key: [] for key in calls}
+    for r in range(config.repeats):
+        progress(f"round {r + 1} of {config.repeats}", (len(calls) + r) / steps)
+        for key, fn in calls.items():
+            fn()  # untimed: brings this candidate's weights back into the caches the previous one evicted
+            samples[key].append(_one_call(fn))
+    timings = {}
+    for key, pairs in samples.items():
+        wall = [w for w, _ in pairs]
+        timings[key] = {"median_ms": statistics.median(wall), "min_ms": min(wall), "max_ms": max(wall),
+                        "cpu_ms": statistics.median([c for _, c in pairs]), "first_call_ms": first[key],
+                        "repeats": len(wall)}
+    return timings
 
 
 def _inputs(design: Design, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,14 +117,11 @@ def _inputs(design: Design, batch_size: int) -> tuple[torch.Tensor, torch.Tensor
     return x, torch.randint(0, info.num_classes, (batch_size,), generator=g)
 
 
-def time_layouts(model: nn.Module, x: torch.Tensor, target: torch.Tensor, config: BenchConfig) -> dict:
-    """Time `model` in NCHW and in channels-last; the faster layout is its figure."""
-    nchw = time_call(step(model, x, target, config.mode), config)
-    model = model.to(memory_format=torch.channels_last)
-    channels_last = time_call(step(model, x.contiguous(memory_format=torch.channels_last), target, config.mode),
-                              config)
-    best, layout = min((nchw, "nchw"), (channels_last, "channels_last"), key=lambda t: t[0]["median_ms"])
-    return {**best, "layout": layout, "nchw_ms": nchw["median_ms"], "channels_last_ms": channels_last["median_ms"]}
+def _faster_layout(timings: dict, name: str) -> dict:
+    """The timing of `name` in its faster layout, with both layouts' medians."""
+    layout = min(LAYOUTS, key=lambda lay: timings[name, lay]["median_ms"])
+    return {**timings[name, layout], "layout": layout,
+            **{f"{lay}_ms": timings[name, lay]["median_ms"] for lay in LAYOUTS}}
 
 
 def bench_design(design: Design, backends: list[str], config: BenchConfig,
@@ -113,29 +134,38 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
     design, config = validate(design), check_config(config)
     progress = progress or (lambda what, fraction: None)
     x, target = _inputs(design, config.batch_size)
-    steps = 1 + len(backends)
-    progress("dense", 0.0)
-    result = {
-        "batch_size": config.batch_size, "threads": torch.get_num_threads(), "mode": config.mode,
-        "dense": time_layouts(build_model(dense_design(design.network)), x, target, config),
-        "backends": {},
-    }
+    weights = build_model(design).state_dict()
+    result: dict = {"batch_size": config.batch_size, "threads": torch.get_num_threads(), "mode": config.mode,
+                    "backends": {}}
+    calls = {}
+    for name in ["dense", *backends]:
+        for layout, memory_format in LAYOUTS.items():
+            try:
+                if name == "dense":
+                    model = build_model(dense_design(design.network))
+                else:
+                    model = build_model(design, backend=name)
+                    model.load_state_dict(weights)
+            except (ValueError, ImportError, RuntimeError) as err:
+                result["backends"][name] = {"error": str(err).splitlines()[0]}
+                break
+            model = model.to(memory_format=memory_format)
+            calls[name, layout] = step(model, x.contiguous(memory_format=memory_format), target, config.mode)
+    timings = time_interleaved(calls, config, progress)
+    passes = 3 if config.mode == "train" else 1  # a training step: forward, input and weight gradients
     dense_flops = count_design(dense_design(design.network), "macs").flops
     design_flops = count_design(design, "macs").flops
     result["flop_ratio"] = dense_flops / max(design_flops, 1)
-    weights = build_model(design).state_dict()
-    for i, name in enumerate(backends):
-        progress(name, (1 + i) / steps)
-        try:
-            model = build_model(design, backend=name)
-        except (ValueError, ImportError, RuntimeError) as err:
-            result["backends"][name] = {"error": str(err).splitlines()[0]}
-            continue
-        model.load_state_dict(weights)
-        timing = time_layouts(model, x, target, config)
-        timing["speedup_vs_dense"] = result["dense"]["median_ms"] / timing["median_ms"]
-        timing["gflops"] = 2 * design_flops * config.batch_size / timing["median_ms"] / 1e6
-        result["backends"][name] = timing
+    dense = result["dense"] = _faster_layout(timings, "dense")
+    dense["gflops"] = 2 * passes * dense_flops * config.batch_size / dense["median_ms"] / 1e6
+    for name in backends:
+        if name in result["backends"]:
+            continue  # it could not be built
+        timing = result["backends"][name] = _faster_layout(timings, name)
+        timing["speedup_vs_dense"] = dense["median_ms"] / timing["median_ms"]
+        timing["cpu_speedup_vs_dense"] = dense["cpu_ms"] / timing["cpu_ms"]
+        timing["gflops"] = 2 * passes * design_flops * config.batch_size / timing["median_ms"] / 1e6
+    result["backends"] = {name: result["backends"][name] for name in backends}
     progress("done", 1.0)
     return result
 
@@ -150,9 +180,9 @@ def bench_layers(design: Design, backend: str, config: BenchConfig) -> list[dict
     rows = []
     for layer, choice in zip(design_layers(design), design.layers):
         x = torch.randn(config.batch_size, layer.spec.in_channels, *layer.in_size)
-        timings = {}
-        for label, module in (("dense", dense_modules[layer.name]), ("design", modules[layer.name])):
-            timings[label] = time_call(_modulestep(module, x, config.mode), config)
+        timings = time_interleaved({label: _modulestep(module, x, config.mode) for label, module in
+                                    (("dense", dense_modules[layer.name]), ("design", modules[layer.name]))},
+                                   config)
         rows.append({"name": layer.name, "kind": choice.kind, "dense_ms": timings["dense"]["median_ms"],
                      "design_ms": timings["design"]["median_ms"],
                      "speedup_vs_dense": timings["dense"]["median_ms"] / timings["design"]["median_ms"]})

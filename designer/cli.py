@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from designer.bench import BACKENDS as BENCH_BACKENDS
 from designer.build import build_model, dense_design, design_layers, validate
 from designer.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
 from designer.counting import CONVENTIONS, count_design
@@ -259,7 +260,7 @@ def build_parser() -> CliParser:
     bench = commands.add_parser("bench", help="latency of the design against its dense network, same run")
     add_model_options(bench)
     bench.add_argument("--batch-size", type=int, default=1)
-    bench.add_argument("--backend", default="all", help="reference, decomposed, taichi or all")
+    bench.add_argument("--backend", default="all", help=f"{', '.join(BENCH_BACKENDS)} or all")
     bench.add_argument("--repeats", type=int, default=10)
     bench.add_argument("--warmup", type=int, default=2)
     bench.add_argument("--mode", default="infer", choices=("infer", "train"),

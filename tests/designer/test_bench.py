@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from designer.bench import BenchConfig, bench_design, bench_layers, resolve_backends
+from designer.bench import BenchConfig, bench_design, bench_layers, resolve_backends, time_interleaved
 from designer.build import dense_design
 from designer.design import LayerChoice, Network
 from designer.errors import DesignError
@@ -27,6 +27,14 @@ def test_result_shape_and_ratios():
     assert seen[-1] == ("done", 1.0) and [f for _, f in seen] == sorted(f for _, f in seen)
 
 
+def test_timed_calls_are_interleaved_each_after_an_untimed_call_of_its_own():
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in ("dense", "design")}
+    timings = time_interleaved(calls, BenchConfig(repeats=3, warmup=1))
+    assert order == ["dense", "dense", "design", "design"] + ["dense", "dense", "design", "design"] * 3
+    assert all(t["repeats"] == 3 and t["min_ms"] <= t["median_ms"] <= t["max_ms"] for t in timings.values())
+
+
 def test_training_step_and_per_layer_timings():
     config = BenchConfig(batch_size=2, repeats=1, warmup=0, mode="train")
     assert bench_design(TINY, ["reference"], config)["mode"] == "train"
@@ -48,5 +56,5 @@ def test_cli_json_contract():
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["batch_size"] == 2 and out["threads"] >= 1 and out["dense"]["median_ms"] > 0
-    assert set(out["backends"]) == {"reference", "decomposed", "taichi"}  # and nothing but JSON on stdout
+    assert set(out["backends"]) == {"reference", "decomposed", "taichi", "auto"}  # and nothing but JSON on stdout
     assert all(timing["speedup_vs_dense"] > 0 for timing in out["backends"].values())
