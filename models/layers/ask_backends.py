@@ -133,6 +133,9 @@ def _padding(size: int, out: int, k: int, start: int, extent: int, stride: int) 
 
 def _sub_weight(weight: torch.Tensor, sub: SubConv) -> torch.Tensor:
     go, cin, taps = weight.shape
+    step = _progression(list(sub.index)) if -1 not in sub.index else None
+    if step and step > 0:  # a strided slice: its backward is a strided copy, not index_select's slow scatter-add
+        return weight[:, :, sub.index[0]:sub.index[-1] + 1:step].reshape(go, cin, sub.kh, sub.kw)
     if -1 in sub.index:
         weight = torch.cat([weight, weight.new_zeros(go, cin, 1)], 2)
     index = torch.tensor([taps if i < 0 else i for i in sub.index], device=weight.device)
