@@ -18,6 +18,7 @@ median.
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 

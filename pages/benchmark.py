@@ -19,8 +19,9 @@ st.caption("Times the whole network (and optionally each convolution) for every 
            "faster of NCHW and channels-last. Results are saved, so runs can be compared later.")
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
-backends = c1.multiselect("Backends", BACKENDS, default=["reference", "decomposed"], key="bench_backends",
-                          help="taichi compiles its kernels on the first call (reported apart, never in a median)")
+backends = c1.multiselect("Backends", BACKENDS, default=["decomposed", "auto"], key="bench_backends",
+                          help="On the first call taichi compiles its kernels and auto times every backend on each "
+                               "layer (reported apart, never in a median)")
 batch = c2.selectbox("Batch size", [1, 8, 32, 64, 128], index=0, key="bench_batch")
 mode = c3.selectbox("Step", MODES, key="bench_mode", format_func=lambda m: {"infer": "inference",
                                                                              "train": "training (fwd+bwd)"}[m])

@@ -19,8 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kernels_taichi.cache import cached_pack
-from models.layers.layout import memory_format
+from models.layers.layout import inference_weight
 
 
 class Shape(Protocol):
@@ -103,9 +102,7 @@ def _reference_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
         weight = module.dense_weight()
     else:  # inference: build the masked kernel once per weight update, not once per call
-        layout = memory_format(x)
-        weight = cached_pack(("ask_reference", layout), weights,
-                             lambda: module.dense_weight().detach().contiguous(memory_format=layout))
+        weight = inference_weight("ask_reference", weights, x, module.dense_weight)
     return F.conv2d(x, weight, stride=module.stride, padding=module.padding)
 
 

@@ -2,9 +2,9 @@
 
 As cudnn.benchmark does for cuDNN algorithms: the first call with a new input
 signature (shape, memory format, device, whether gradients are wanted) times
-every other registered backend on that very input (best of a few calls) (the forward alone, or
-forward + backward when gradients are wanted), keeps the fastest, and later
-calls with the same signature go straight to it. Every backend computes the
+every other registered backend on that very input (the forward alone, or
+forward + backward when gradients are wanted; median of a few calls), keeps
+the fastest, and later calls with the same signature go straight to it. Every backend computes the
 same function (the suite checks each against `reference`), so the choice
 changes speed only. A layer's choices live in `module.auto_choices`, outside
 the state_dict; a backend that cannot take the input (e.g. float64 into a
@@ -12,6 +12,7 @@ float32 kernel) is skipped.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Callable
 
@@ -49,8 +50,8 @@ def _trial(forward: Forward, module: nn.Module, x: torch.Tensor, wants_grad: boo
     return train
 
 
-def _best_seconds(run: Callable[[], None], device: torch.device) -> float:
-    """The fastest of TRIALS calls: what the code costs when nothing else interferes."""
+def _median_seconds(run: Callable[[], None], device: torch.device) -> float:
+    """The median of TRIALS calls (a minimum favours erratic candidates: Taichi's varies most)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     run()
     samples = []
@@ -60,7 +61,7 @@ def _best_seconds(run: Callable[[], None], device: torch.device) -> float:
         run()
         sync()
         samples.append(time.perf_counter() - start)
-    return min(samples)
+    return statistics.median(samples)
 
 
 def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wants_grad: bool) -> str:
@@ -70,7 +71,7 @@ def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wa
         if name == AUTO:
             continue
         try:
-            timings[name] = _best_seconds(_trial(forward, module, x, wants_grad), x.device)
+            timings[name] = _median_seconds(_trial(forward, module, x, wants_grad), x.device)
         except (TypeError, ValueError, RuntimeError, ImportError):
             continue  # this backend cannot run this input; the others can
     if not timings:

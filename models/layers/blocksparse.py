@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.layers.layout import inference_weight
+
 BLOCKSPARSE_BACKENDS: dict[str, Callable[["BlockSparseConv2d", torch.Tensor], torch.Tensor]] = {}
 
 
@@ -135,7 +137,12 @@ class BlockSparseConv2d(nn.Module):
 
 
 def _reference_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
-    return F.conv2d(x, m.dense_weight(), m.bias, m.stride, m.padding)
+    if torch.is_grad_enabled() and m.values.requires_grad:
+        weight = m.dense_weight()
+    else:  # inference: build the masked kernel once per weight update, not once per call
+        weight = inference_weight("blocksparse_reference", [m.values, m.crow_indices, m.col_indices, m.out_order],
+                                  x, m.dense_weight)
+    return F.conv2d(x, weight, m.bias, m.stride, m.padding)
 
 
 BLOCKSPARSE_BACKENDS["reference"] = _reference_forward

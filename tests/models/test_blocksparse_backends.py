@@ -77,3 +77,15 @@ def test_loaded_pattern_is_used():
         got = conv(x)
         conv.backend = "reference"
         assert rel_err(got, conv(x)) < 1e-5
+
+
+def test_reference_inference_follows_a_new_pattern():
+    """The reference backend caches its masked kernel while gradients are off; a load replaces it."""
+    torch.manual_seed(2)
+    conv = make(8, 16, 3, 4, 0.5, False, 1, None, False)
+    x = torch.randn(2, 8, 5, 5)
+    with torch.no_grad():
+        conv(x)
+        conv.load_state_dict(make(8, 16, 3, 4, 0.5, True, 1, None, False).state_dict())
+        got = conv(x)
+        assert rel_err(got, torch.nn.functional.conv2d(x, conv.dense_weight(), padding=1)) < 1e-5
