@@ -2,9 +2,10 @@
 
 The pattern is plain data: `index[o, c, r, q]` is the position of weight
 (o, c, r, q) in the concatenation of the flattened parameter tensors, or -1
-where the kernel has no weight. HetConv and 1xN block sparsity (and ASK)
-are all such patterns; kernels_taichi.hetconv and kernels_taichi.blocksparse
-only build their index maps and call `sparse_conv2d`.
+where the kernel has no weight. ASK, HetConv and 1xN block sparsity are
+all such patterns; kernels_taichi.ask, kernels_taichi.hetconv and
+kernels_taichi.blocksparse only build their index maps and call
+`sparse_conv2d`.
 
 A plan turns the pattern into tables once (cached until the pattern changes):
 - forward: for each block of CB output channels, the list of entries
