@@ -7,7 +7,8 @@ import torch
 from designer.shapes import ASK_PRESETS, KernelShape
 from models.layers.ask import AskConv2d
 from models.layers.ask_backends import plan_shape
-from tests.models.backend_checks import assert_inference_matches_reference, rel_err
+from tests.models.backend_checks import (assert_backend_keeps_state_dict, assert_inference_matches_reference,
+                                         assert_training_matches_reference, rel_err)
 
 BACKENDS = ["decomposed", "taichi", "auto"]
 
@@ -23,28 +24,13 @@ def random_shapes(rng: random.Random, k: int, n: int) -> list[KernelShape]:
     return [KernelShape(tuple(rng.sample(range(1, k * k + 1), rng.randint(1, k * k))), k) for _ in range(n)]
 
 
-def outputs_and_grads(conv: AskConv2d, x: torch.Tensor, grad: torch.Tensor, backend: str):
-    conv.backend = backend
-    x = x.clone().requires_grad_(True)
-    y = conv(x)
-    dx, *dws = torch.autograd.grad(y, [x, *conv.weights], grad)
-    return [y, dx, *dws]
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("k, stride, n_shapes, cin, cout, h, w, batch", CASES)
 def test_backend_equals_reference(backend, k, stride, n_shapes, cin, cout, h, w, batch):
     rng = random.Random(hash((k, stride, n_shapes, cin, h, w)))
     torch.manual_seed(rng.randint(0, 1000))
     conv = AskConv2d(cin, cout, random_shapes(rng, k, n_shapes), stride)
-    x = torch.randn(batch, cin, h, w)
-    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    grad = torch.randn(batch, cout, ho, wo)
-    expected = outputs_and_grads(conv, x, grad, "reference")
-    got = outputs_and_grads(conv, x, grad, backend)
-    for a, b in zip(got, expected):
-        assert a.shape == b.shape
-        assert rel_err(a, b) < 1e-4
+    assert_training_matches_reference(conv, torch.randn(batch, cin, h, w), backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -61,11 +47,8 @@ def test_inference_equals_reference(backend, channels_last, k, stride, n_shapes,
 def test_decomposed_presets_stride_2(preset):
     torch.manual_seed(0)
     shapes = [KernelShape(tuple(t)) for t in ASK_PRESETS[preset]]
-    conv = AskConv2d(4, 4 * len(shapes), shapes, stride=2)
-    x = torch.randn(3, 4, 7, 10)
-    grad = torch.randn(3, conv.out_channels, 4, 5)
-    for a, b in zip(outputs_and_grads(conv, x, grad, "decomposed"), outputs_and_grads(conv, x, grad, "reference")):
-        assert rel_err(a, b) < 1e-4
+    conv = AskConv2d(16, 4 * len(shapes), shapes, stride=2)  # 16 input channels: the shapes are split
+    assert_training_matches_reference(conv, torch.randn(3, 16, 7, 10), "decomposed")
 
 
 def test_plans_cover_each_tap_once():
@@ -84,14 +67,7 @@ def test_plus_shape_is_two_sub_convolutions():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_switching_backend_keeps_state_dict(backend):
     conv = AskConv2d(4, 8, [KernelShape((2, 4, 5, 6, 8)), KernelShape((1, 5, 9))])
-    before = {k: v.clone() for k, v in conv.state_dict().items()}
-    conv.backend = backend
-    with torch.no_grad():
-        conv(torch.randn(1, 4, 5, 5))
-    conv(torch.randn(1, 4, 5, 5)).sum().backward()
-    after = conv.state_dict()
-    assert list(after) == list(before)
-    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert_backend_keeps_state_dict(conv, backend, torch.randn(1, 4, 5, 5))
 
 
 @pytest.mark.parametrize("backend", ["reference", *BACKENDS])
@@ -110,9 +86,7 @@ def test_groups_sharing_a_tap_set_in_another_order(backend):
     """Groups with one tap set share sub-convs; each still gets its own weights' gradients."""
     torch.manual_seed(3)
     conv = AskConv2d(16, 8, [KernelShape((2, 4, 5, 6, 8)), KernelShape((8, 6, 5, 4, 2))])
-    x, grad = torch.randn(2, 16, 6, 5), torch.randn(2, 8, 6, 5)
-    for a, b in zip(outputs_and_grads(conv, x, grad, backend), outputs_and_grads(conv, x, grad, "reference")):
-        assert rel_err(a, b) < 1e-4
+    assert_training_matches_reference(conv, torch.randn(2, 16, 6, 5), backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

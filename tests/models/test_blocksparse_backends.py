@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from models.layers.blocksparse import BlockSparseConv2d
-from tests.models.backend_checks import assert_inference_matches_reference, rel_err
+from tests.models.backend_checks import (assert_backend_keeps_state_dict, assert_inference_matches_reference,
+                                         assert_training_matches_reference, rel_err)
 
 CASES = [  # (Cin, Cout, k, N, rate, rearrange, stride, padding, bias, H, W, batch)
     (8, 16, 3, 4, 0.5, False, 1, None, False, 7, 9, 2), (12, 16, 3, 8, 0.5, True, 2, None, True, 9, 6, 3),
@@ -20,26 +21,12 @@ def make(cin, cout, k, block_n, rate, rearrange, stride, padding, bias):
     return conv
 
 
-def outputs_and_grads(conv, x, grad, backend):
-    conv.backend = backend
-    x = x.clone().requires_grad_(True)
-    y = conv(x)
-    return [y, *torch.autograd.grad(y, [x, *conv.parameters()], grad)]
-
-
 @pytest.mark.parametrize("backend", ["taichi", "auto"])
 @pytest.mark.parametrize("cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch", CASES)
 def test_backend_equals_reference(backend, cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch):
     torch.manual_seed(cin * 100 + cout + k)
     conv = make(cin, cout, k, block_n, rate, rearrange, stride, padding, bias)
-    x = torch.randn(batch, cin, h, w)
-    with torch.no_grad():
-        grad = torch.randn(conv(x).shape)
-    expected = outputs_and_grads(conv, x, grad, "reference")
-    got = outputs_and_grads(conv, x, grad, backend)
-    for a, b in zip(got, expected):
-        assert a.shape == b.shape
-        assert rel_err(a, b) < 1e-4
+    assert_training_matches_reference(conv, torch.randn(batch, cin, h, w), backend)
 
 
 @pytest.mark.parametrize("backend", ["taichi", "auto"])
@@ -52,17 +39,11 @@ def test_inference_equals_reference(backend, channels_last, cin, cout, k, block_
     assert_inference_matches_reference(conv, torch.randn(batch, cin, h, w), backend, channels_last)
 
 
-def test_switching_backend_keeps_state_dict():
+@pytest.mark.parametrize("backend", ["taichi", "auto"])
+def test_switching_backend_keeps_state_dict(backend):
     torch.manual_seed(0)
     conv = make(8, 16, 3, 4, 0.5, True, 1, None, False)
-    before = {k: v.clone() for k, v in conv.state_dict().items()}
-    conv.backend = "taichi"
-    with torch.no_grad():
-        conv(torch.randn(1, 8, 5, 5))
-    conv(torch.randn(1, 8, 5, 5)).sum().backward()
-    after = conv.state_dict()
-    assert list(after) == list(before)
-    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert_backend_keeps_state_dict(conv, backend, torch.randn(1, 8, 5, 5))
 
 
 def test_loaded_pattern_is_used():

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from models.layers.hetconv import HetConv2d
-from tests.models.backend_checks import assert_inference_matches_reference, rel_err
+from tests.models.backend_checks import (assert_backend_keeps_state_dict, assert_inference_matches_reference,
+                                         assert_training_matches_reference, rel_err)
 
 BACKENDS = ["decomposed", "taichi", "auto"]
 
@@ -13,14 +14,6 @@ CASES = [  # (Cin, Cout, P, stride, padding, bias, H, W, batch)
 ]
 
 
-def outputs_and_grads(conv, x, grad, backend):
-    conv.backend = backend
-    x = x.clone().requires_grad_(True)
-    y = conv(x)
-    params = [p for p in conv.parameters() if p.numel()]
-    return [y, *torch.autograd.grad(y, [x, *params], grad)]
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cin, cout, part, stride, padding, bias, h, w, batch", CASES)
 def test_backend_equals_reference(backend, cin, cout, part, stride, padding, bias, h, w, batch):
@@ -28,14 +21,7 @@ def test_backend_equals_reference(backend, cin, cout, part, stride, padding, bia
     conv = HetConv2d(cin, cout, part, stride, padding, bias)
     if bias:
         torch.nn.init.normal_(conv.bias)
-    x = torch.randn(batch, cin, h, w)
-    with torch.no_grad():
-        grad = torch.randn(conv(x).shape)
-    expected = outputs_and_grads(conv, x, grad, "reference")
-    got = outputs_and_grads(conv, x, grad, backend)
-    for a, b in zip(got, expected):
-        assert a.shape == b.shape
-        assert rel_err(a, b) < 1e-4
+    assert_training_matches_reference(conv, torch.randn(batch, cin, h, w), backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -51,15 +37,7 @@ def test_inference_equals_reference(backend, channels_last, cin, cout, part, str
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_switching_backend_keeps_state_dict(backend):
-    conv = HetConv2d(8, 8, 4)
-    before = {k: v.clone() for k, v in conv.state_dict().items()}
-    conv.backend = backend
-    with torch.no_grad():
-        conv(torch.randn(1, 8, 5, 5))
-    conv(torch.randn(1, 8, 5, 5)).sum().backward()
-    after = conv.state_dict()
-    assert list(after) == list(before)
-    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert_backend_keeps_state_dict(HetConv2d(8, 8, 4), backend, torch.randn(1, 8, 5, 5))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
