@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.layers.backend_choice import BackendChoice
 from models.layers.layout import inference_weight
 
 
@@ -33,8 +34,11 @@ class Shape(Protocol):
 ASK_BACKENDS: dict[str, Callable[["AskConv2d", torch.Tensor], torch.Tensor]] = {}
 
 
-class AskConv2d(nn.Module):
+class AskConv2d(BackendChoice):
     """k x k convolution (padding k//2, no bias) restricted to the given shapes."""
+
+    BACKENDS = ASK_BACKENDS
+    KIND = "ASK"
 
     def __init__(self, in_channels: int, out_channels: int, shapes,
                  stride: int = 1, backend: str = "reference"):
@@ -63,16 +67,6 @@ class AskConv2d(nn.Module):
             nn.init.normal_(w, 0.0, std)
 
     @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, name: str) -> None:
-        if name not in ASK_BACKENDS:
-            raise ValueError(f"unknown ASK backend {name!r} (have {', '.join(ASK_BACKENDS)})")
-        self._backend = name
-
-    @property
     def active_weights(self) -> int:
         """Number of stored (active) weights: what MAC counts multiply by Ho*Wo."""
         return sum(w.numel() for w in self.weights)
@@ -87,9 +81,6 @@ class AskConv2d(nn.Module):
             flat = flat.index_copy(2, index, w)
             blocks.append(flat.view(self.group_out, self.in_channels, k, k))
         return torch.cat(blocks, 0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ASK_BACKENDS[self._backend](self, x)
 
     def extra_repr(self) -> str:
         shapes = ", ".join("[" + ",".join(map(str, s.taps)) + "]" for s in self.shapes)

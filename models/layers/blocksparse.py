@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.layers.backend_choice import BackendChoice
 from models.layers.layout import inference_weight
 
 BLOCKSPARSE_BACKENDS: dict[str, Callable[["BlockSparseConv2d", torch.Tensor], torch.Tensor]] = {}
@@ -47,8 +48,11 @@ def element_mask(keep: torch.Tensor, order: torch.Tensor, block_n: int) -> torch
     return torch.empty_like(sorted_mask).index_copy_(0, order, sorted_mask)
 
 
-class BlockSparseConv2d(nn.Module):
+class BlockSparseConv2d(BackendChoice):
     """A kh x kw conv (groups 1) whose weight keeps only the blocks of `keep`."""
+
+    BACKENDS = BLOCKSPARSE_BACKENDS
+    KIND = "block-sparse"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, block_n: int, rate: float,
                  rearrange: bool = False, stride: int = 1, padding: int | None = None, bias: bool = False,
@@ -69,16 +73,6 @@ class BlockSparseConv2d(nn.Module):
         self.register_buffer("col_indices", torch.zeros(nnz, dtype=torch.long))
         self.register_buffer("out_order", torch.arange(out_channels))
         self.backend = backend
-
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, name: str) -> None:
-        if name not in BLOCKSPARSE_BACKENDS:
-            raise ValueError(f"unknown block-sparse backend {name!r} (have {', '.join(BLOCKSPARSE_BACKENDS)})")
-        self._backend = name
 
     @property
     def active_weights(self) -> int:
@@ -114,9 +108,6 @@ class BlockSparseConv2d(nn.Module):
         blocks = blocks.index_put((self.block_rows(), self.col_indices), self.values)
         ordered = blocks.transpose(1, 2).reshape(self.out_channels, self.in_channels, k, k)
         return torch.empty_like(ordered).index_copy(0, self.out_order, ordered)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return BLOCKSPARSE_BACKENDS[self._backend](self, x)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A dense checkpoint (prefix + "weight"): the mask is computed from its weights.

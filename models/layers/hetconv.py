@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.layers.backend_choice import BackendChoice
+
 # name -> forward(module, x); fast backends add themselves.
 HETCONV_BACKENDS: dict[str, Callable[["HetConv2d", torch.Tensor], torch.Tensor]] = {}
 
@@ -29,8 +31,11 @@ def complement_index(in_channels: int, part: int) -> torch.Tensor:
     return torch.tensor([c for g in range(part) for c in range(in_channels) if c // block != g], dtype=torch.long)
 
 
-class HetConv2d(nn.Module):
+class HetConv2d(BackendChoice):
     """3x3 HetConv with part P (stride any, padding 0 or 1)."""
+
+    BACKENDS = HETCONV_BACKENDS
+    KIND = "HetConv"
 
     def __init__(self, in_channels: int, out_channels: int, part: int, stride: int = 1, padding: int = 1,
                  bias: bool = False, backend: str = "reference"):
@@ -56,16 +61,6 @@ class HetConv2d(nn.Module):
             nn.init.zeros_(self.bias)
 
     @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, name: str) -> None:
-        if name not in HETCONV_BACKENDS:
-            raise ValueError(f"unknown HetConv backend {name!r} (have {', '.join(HETCONV_BACKENDS)})")
-        self._backend = name
-
-    @property
     def active_weights(self) -> int:
         return self.weight3.numel() + self.weight1.numel()
 
@@ -80,9 +75,6 @@ class HetConv2d(nn.Module):
             if self.part > 1:
                 full[rows, comp[g], 1, 1] = self.weight1[rows]
         return full
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return HETCONV_BACKENDS[self._backend](self, x)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, part={self.part}, stride={self.stride}, "
