@@ -21,7 +21,7 @@ import designer  # noqa: E402,F401  (sets the OpenMP and Taichi environment befo
 import torch
 import torch.nn as nn
 
-from designer.bench import BenchConfig, time_interleaved
+from designer.bench import BenchConfig, module_step, time_interleaved
 from designer.shapes import preset_shapes
 from models.layers.ask import AskConv2d
 
@@ -30,20 +30,6 @@ VGG16_LAYERS = [  # (Cin, Cout, H=W) of every distinct 3x3 conv in CIFAR VGG-16
     (256, 256, 8), (256, 512, 4), (512, 512, 4), (512, 512, 2),
 ]
 BACKENDS = ["decomposed", "taichi", "auto"]
-
-
-def step(module: nn.Module, x: torch.Tensor, train: bool):
-    """One inference (no grad) or one forward + backward."""
-    if not train:
-        def run():
-            with torch.no_grad():
-                module(x)
-        return run
-
-    def run():
-        module.zero_grad(set_to_none=True)
-        module(x).sum().backward()
-    return run
 
 
 def taichi_compile_seconds() -> dict[str, float]:
@@ -64,23 +50,25 @@ def taichi_compile_seconds() -> dict[str, float]:
     return {"init_s": t1 - t0, "forward_s": (t2 - t1) + (t4 - t3), "backward_s": t3 - t2}
 
 
-def bench_layer(cin: int, cout: int, size: int, batch: int, train: bool, repeats: int) -> dict:
+def bench_layer(cin: int, cout: int, size: int, batch: int, mode: str, repeats: int) -> dict:
+    train = mode == "train"
     dense = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
     dense_cl = nn.Conv2d(cin, cout, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
     x = torch.randn(batch, cin, size, size, requires_grad=train and cin != 3)
     x_cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(x.requires_grad)
     inputs = {"nchw": x, "channels_last": x_cl}
-    calls = {("dense", "nchw"): step(dense, x, train), ("dense", "channels_last"): step(dense_cl, x_cl, train)}
+    calls = {("dense", "nchw"): module_step(dense, x, mode),
+             ("dense", "channels_last"): module_step(dense_cl, x_cl, mode)}
     ask = {}
     for backend in BACKENDS:
         for layout, inp in inputs.items():
             ask[backend, layout] = AskConv2d(cin, cout, preset_shapes("ASK_5a"), backend=backend)
-            calls[backend, layout] = step(ask[backend, layout], inp, train)
+            calls[backend, layout] = module_step(ask[backend, layout], inp, mode)
     timings = time_interleaved(calls, BenchConfig(repeats=repeats, warmup=2))
     passes = (3 if x.requires_grad else 2) if train else 1
     dense_flop = 2 * batch * size * size * cin * cout * 9 * passes
     ask_flop = dense_flop * 5 / 9
-    row = {"cin": cin, "cout": cout, "size": size, "batch": batch, "mode": "train" if train else "infer"}
+    row = {"cin": cin, "cout": cout, "size": size, "batch": batch, "mode": mode}
     layout = min(inputs, key=lambda lay: timings["dense", lay]["median_ms"])
     base = timings["dense", layout]["median_ms"]
     row["dense"] = {"nchw_ms": timings["dense", "nchw"]["median_ms"],
@@ -124,7 +112,7 @@ def main(argv=None) -> None:
     for mode in args.modes:
         for batch in args.batches:
             for cin, cout, size in VGG16_LAYERS:
-                rows.append(bench_layer(cin, cout, size, batch, mode == "train", args.repeats))
+                rows.append(bench_layer(cin, cout, size, batch, mode, args.repeats))
                 print_row(rows[-1])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -180,7 +180,8 @@ def bench_layers(design: Design, backend: str, config: BenchConfig) -> list[dict
     rows = []
     for layer, choice in zip(design_layers(design), design.layers):
         x = torch.randn(config.batch_size, layer.spec.in_channels, *layer.in_size)
-        timings = time_interleaved({label: _modulestep(module, x, config.mode) for label, module in
+        x.requires_grad_(config.mode == "train")
+        timings = time_interleaved({label: module_step(module, x, config.mode) for label, module in
                                     (("dense", dense_modules[layer.name]), ("design", modules[layer.name]))},
                                    config)
         rows.append({"name": layer.name, "kind": choice.kind, "dense_ms": timings["dense"]["median_ms"],
@@ -189,15 +190,17 @@ def bench_layers(design: Design, backend: str, config: BenchConfig) -> list[dict
     return rows
 
 
-def _modulestep(module: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+def module_step(module: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+    """One call of a layer alone: an inference forward, or forward + backward of out.sum()
+    (the input's gradient too when x requires grad)."""
     if mode == "infer":
         def infer():
             with torch.inference_mode():
                 module(x)
         return infer
-    x = x.clone().requires_grad_(True)
 
     def train():
         module.zero_grad(set_to_none=True)
+        x.grad = None
         module(x).sum().backward()
     return train

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from designer.bench import BACKENDS as BENCH_BACKENDS
+from designer.bench import BACKENDS as BENCH_BACKENDS, BenchConfig, bench_design, bench_layers, resolve_backends
 from designer.build import build_model, dense_design, design_layers, validate
 from designer.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
 from designer.counting import CONVENTIONS, count_design
@@ -211,7 +211,6 @@ def cmd_prepare_data(args) -> dict:
 
 
 def cmd_bench(args) -> dict:
-    from designer.bench import BenchConfig, bench_design, bench_layers, resolve_backends
     design = design_from_args(args)
     backends = resolve_backends(args.backend)
     config = BenchConfig(batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup, mode=args.mode)
