@@ -323,13 +323,18 @@ def preset_pictures(name: str) -> list[str]:
     return [s.picture() for s in preset_shapes(name)]
 
 
-def lowrank_by_ratio(design: Design, indices, ratio: float, seed: int = 0) -> Design:
-    """accnn rank selection for a speed-up `ratio` on the selected layers, from the SVD of freshly initialised
-    (seeded) dense weights: the ranks a trained network would get differ, but the budget holds either way."""
+def lowrank_by_ratio(design: Design, indices, ratio: float, seed: int = 0, weights: dict | None = None) -> Design:
+    """accnn rank selection for a speed-up `ratio` on the selected layers, from the SVD of their dense weights.
+
+    `weights`: a dense state_dict of the network (designer.weights.dense_weights_of makes one from any run);
+    without it, freshly initialised (seeded) weights, whose ranks differ from a trained network's although
+    the budget holds either way.
+    """
     import torch
 
     from designer.build import build_model
     from designer.lowrank import lowrank_design
+    from designer.weights import load_dense_weights
 
     indices = sorted(set(indices))
     if not indices:
@@ -341,7 +346,12 @@ def lowrank_by_ratio(design: Design, indices, ratio: float, seed: int = 0) -> De
     if bad:
         raise DesignError(f"low-rank needs full convolutions; {bad[0]} is grouped", "low-rank ratio")
     base = design.with_layers(DENSE if i in indices else c for i, c in enumerate(design.layers))
-    torch.manual_seed(seed)
-    model = build_model(base)
+    if weights is None:
+        torch.manual_seed(seed)
+        model = build_model(base)
+    else:
+        dense = dense_design(design.network, design.padfree)
+        model = build_model(dense)
+        load_dense_weights(model, dense, weights, "weights")
     with torch.no_grad():
         return validate(lowrank_design(base, indices, model, ratio))

@@ -82,6 +82,18 @@ class AskConv2d(BackendChoice):
             blocks.append(flat.view(self.group_out, self.in_channels, k, k))
         return torch.cat(blocks, 0)
 
+    @torch.no_grad()
+    def set_from_dense(self, weight: torch.Tensor) -> None:
+        """Keep the active taps of a dense (Cout, Cin, k, k) kernel: a trained kernel's start for this layer."""
+        k = self.kernel_size
+        if tuple(weight.shape) != (self.out_channels, self.in_channels, k, k):
+            raise ValueError(f"a dense weight of this layer is {(self.out_channels, self.in_channels, k, k)}, "
+                             f"got {tuple(weight.shape)}")
+        flat = weight.reshape(self.out_channels, self.in_channels, k * k)
+        for g, (shape, w) in enumerate(zip(self.shapes, self.weights)):
+            index = torch.tensor([t - 1 for t in shape.taps], device=weight.device)
+            w.copy_(flat[g * self.group_out:(g + 1) * self.group_out].index_select(2, index))
+
     def extra_repr(self) -> str:
         shapes = ", ".join("[" + ",".join(map(str, s.taps)) + "]" for s in self.shapes)
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "

@@ -79,8 +79,11 @@ class BlockSparseConv2d(BackendChoice):
         return self.values.numel()
 
     @torch.no_grad()
-    def set_from_dense(self, weight: torch.Tensor) -> None:
-        """Compute the mask from `weight` (Cout, Cin, kh, kw) and keep its blocks: the one place masks are made."""
+    def set_from_dense(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """Compute the mask from `weight` (Cout, Cin, kh, kw) and keep its blocks: the one place masks are made.
+
+        The bias (when the layer has one) is `bias`, or zero without one.
+        """
         keep, order = block_mask(weight, self.block_n, self.rate, self.rearrange)
         rows, cols = keep.nonzero(as_tuple=True)
         blocks = weight[order].view(-1, self.block_n, self.in_channels, self.kernel_size, self.kernel_size)
@@ -88,6 +91,8 @@ class BlockSparseConv2d(BackendChoice):
         self.crow_indices.copy_(F.pad(keep.sum(1).cumsum(0), (1, 0)))
         self.col_indices.copy_(cols)
         self.out_order.copy_(order)
+        if self.bias is not None:
+            self.bias.copy_(bias if bias is not None else torch.zeros_like(self.bias))
 
     def block_rows(self) -> torch.Tensor:
         """The block row of each stored block (expands crow_indices)."""

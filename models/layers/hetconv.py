@@ -76,6 +76,22 @@ class HetConv2d(BackendChoice):
                 full[rows, comp[g], 1, 1] = self.weight1[rows]
         return full
 
+    @torch.no_grad()
+    def set_from_dense(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """Keep the parts of a dense (Cout, Cin, 3, 3) kernel this layer has (its 3x3 block, the 1x1 centres)."""
+        if tuple(weight.shape) != (self.out_channels, self.in_channels, 3, 3):
+            raise ValueError(f"a dense weight of this layer is {(self.out_channels, self.in_channels, 3, 3)}, "
+                             f"got {tuple(weight.shape)}")
+        out_block, in_block = self.out_channels // self.part, self.in_channels // self.part
+        comp = self.gather.view(self.part, -1)
+        for g in range(self.part):
+            rows = slice(g * out_block, (g + 1) * out_block)
+            self.weight3[rows] = weight[rows, g * in_block:(g + 1) * in_block]
+            if self.part > 1:
+                self.weight1[rows] = weight[rows][:, comp[g], 1, 1]
+        if self.bias is not None:
+            self.bias.copy_(bias if bias is not None else torch.zeros_like(self.bias))
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, part={self.part}, stride={self.stride}, "
                 f"padding={self.padding}, bias={self.bias is not None}, backend={self._backend}")
