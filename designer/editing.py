@@ -7,10 +7,11 @@ the layer and the problem and leaves the design as it was.
 """
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from designer.build import check_network, design_layers, dense_design, validate
+from designer.build import ConvLayer, check_layer_fits, check_network, design_layers, dense_design, validate
 from designer.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
 from designer.design import DENSE, Design, LayerChoice, Network, design_from_json, load_json_text
 from designer.errors import DesignError
@@ -54,25 +55,54 @@ def apply_preset_to_3x3(design: Design, name: str) -> Design:
 
 
 def change_network(design: Design, network: Network) -> Design:
-    """A new network starts all dense (padding-free kept where the network has it); the same one keeps the design."""
-    if design.layers and network == design.network:
-        return design
-    return dense_design(network, design.padfree and supports_padfree(network.arch))
+    """The design on another network (architecture, depth or data set), keeping every layer choice that fits."""
+    return carry_over(design, network, design.padfree and supports_padfree(network.arch))[0]
 
 
 def set_padfree(design: Design, on: bool) -> Design:
-    """The padding-free switch. It changes the network's convolutions (the stem block, the downsampling), so
-    the layer choices are kept only where the list of convolutions stays the same; otherwise all dense."""
-    if on == design.padfree:
-        return design
+    """The padding-free switch, keeping every layer choice that still fits (see carry_over)."""
     if on and not supports_padfree(design.network.arch):
         raise DesignError(f"padding-free downsampling is defined for {', '.join(padfree_archs())}, not "
                           f"{design.network.arch}", "padfree")
-    new = dense_design(design.network, on)
-    old_specs = [c.spec for c in design_layers(design)]
-    if [c.spec for c in design_layers(new)] == old_specs:
-        return validate(Design(design.network, design.layers, on))
-    return new
+    return carry_over(design, design.network, on)[0]
+
+
+def carry_over(design: Design, network: Network, padfree: bool) -> tuple[Design, list[str]]:
+    """`design`'s layer choices on (network, padfree), matched by module path, and why any were dropped.
+
+    A choice is kept where the new network has a convolution of the same name and the same shape that
+    can take it (a data-set change keeps them all but, with another number of classes, the classifier's);
+    every other convolution starts dense. The notes name each dropped choice and the reason.
+    """
+    new = dense_design(network, padfree)
+    if design.layers and new.network == design.network and padfree == design.padfree:
+        return design, []
+    old = {c.name: (c, choice) for c, choice in zip(design_layers(design), design.layers)}
+    layers, notes = list(new.layers), []
+    for conv in design_layers(new):
+        before = old.pop(conv.name, None)
+        if before is None or before[1].kind == "dense":
+            continue
+        old_conv, choice = before
+        if old_conv.spec != conv.spec:
+            notes.append(f"{conv.name}: {describe_choice(choice)} dropped, the convolution changed "
+                         f"({_shape(old_conv)} -> {_shape(conv)})")
+            continue
+        try:
+            check_layer_fits(choice, conv, conv.name)
+        except DesignError as err:
+            notes.append(f"{conv.name}: {describe_choice(choice)} dropped, {err.message}")
+            continue
+        layers[conv.index] = choice
+    notes += [f"{name}: {describe_choice(choice)} dropped, the new network has no such convolution"
+              for name, (_conv, choice) in old.items() if choice.kind != "dense"]
+    return validate(new.with_layers(layers)), notes
+
+
+def _shape(conv: ConvLayer) -> str:
+    s = conv.spec
+    groups = f", {s.groups} groups" if s.groups > 1 else ""
+    return f"{s.in_channels}->{s.out_channels}, {s.kernel_size}x{s.kernel_size}, stride {s.stride}, pad {s.pad}{groups}"
 
 
 def hetconv_parts(design: Design, indices) -> list[int]:
@@ -119,7 +149,7 @@ RESNET_DEPTHS = [20, 32, 44, 56, 110]
 def depth_choices(arch: str) -> list[int]:
     """Depths a picker offers for `arch` (any other valid depth works from JSON and the CLI)."""
     arch = canonical_arch(arch)
-    if arch == "vgg":
+    if arch.startswith("vgg"):
         return sorted(VGG_CHANNELS)
     candidates = RESNET_DEPTHS if arch.startswith("resnet") else [0, 16, 20]
     valid = []
@@ -137,9 +167,55 @@ def default_depth(arch: str) -> int:
     return 16 if 16 in choices else choices[0]
 
 
-def selectable_for_shapes(design: Design) -> list[int]:
-    """Layers that can take ASK shapes: full (ungrouped) convolutions."""
-    return [c.index for c in design_layers(design) if c.spec.groups == 1]
+def has_depth(arch: str) -> bool:
+    """Whether the family comes in several depths (the MobileNets have one fixed depth)."""
+    return depth_choices(arch) != [0]
+
+
+def full_kxk_layers(design: Design) -> list[int]:
+    """Convolutions ASK shapes can take: full (ungrouped) k x k, k > 1, padded 'same'."""
+    fits = []
+    for conv in design_layers(design):
+        if conv.spec.kernel_size == 1:
+            continue
+        try:
+            check_layer_fits(LayerChoice.ask((KernelShape.full(conv.spec.kernel_size),)), conv, conv.name)
+        except DesignError:
+            continue
+        fits.append(conv.index)
+    return fits
+
+
+def layers_matching(design: Design, pattern: str) -> list[int]:
+    """Convolutions whose module path matches a shell-style pattern (`*` any text, e.g. `*.stage2.*`);
+    a pattern without wildcards matches as a substring."""
+    pattern = pattern.strip()
+    if not pattern:
+        raise DesignError("type a name pattern first, e.g. *conv2* or features.1*", "pattern")
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
+    return [c.index for c in design_layers(design) if fnmatch.fnmatchcase(c.name, pattern)]
+
+
+def hetconv_targets(design: Design, indices) -> tuple[list[int], list[str]]:
+    """The selected layers HetConv is applied to, and why the others are left out: the first conv stays
+    plain, as in the HetConv paper's VGG (3 input channels); HetConv replaces full 3x3 convolutions only."""
+    keep, not_3x3, notes = [], [], []
+    convs = design_layers(design)
+    for i in sorted(set(indices)):
+        spec = convs[i].spec
+        if spec.role == "first":
+            notes.append(f"layer {i + 1} ({convs[i].name}) stays as it is: HetConv keeps the first convolution "
+                         f"plain, as the paper does")
+        elif spec.kernel_size != 3 or spec.groups != 1:
+            not_3x3.append(i)
+        else:
+            keep.append(i)
+    if not_3x3:
+        notes.append(f"{len(not_3x3)} selected layer{'s are' if len(not_3x3) > 1 else ' is'} not a full 3x3 "
+                     f"convolution (1x1, depthwise or grouped) and stay{'s' if len(not_3x3) == 1 else ''} as "
+                     f"{'they are' if len(not_3x3) > 1 else 'it is'}")
+    return keep, notes
 
 
 # --- drawing shapes ----------------------------------------------------------------------------
@@ -203,7 +279,8 @@ def preset_name(choice: LayerChoice) -> str | None:
 
 
 def describe_choice(choice: LayerChoice) -> str:
-    """A short label: 'dense', 'ASK_5a', 'ASK 2 shapes (5,5 taps)', or the kind with its parameters."""
+    """A short label: 'dense', 'ASK_5a', 'ASK 3x3, 2 shapes (5,5 taps)', 'HetConv P=4', '1x16 pruned 50%',
+    'low-rank r=9'."""
     name = preset_name(choice)
     if name is not None:
         return name
@@ -212,9 +289,14 @@ def describe_choice(choice: LayerChoice) -> str:
         sizes = ",".join(str(len(s)) for s in choice.shapes)
         n = len(choice.shapes)
         return f"ASK {k}x{k}, {n} shape{'s' if n > 1 else ''} ({sizes} taps)"
-    params = {key: value for key, value in vars(choice).items() if key not in ("kind", "shapes") and value}
-    extra = ", ".join(f"{key}={value}" for key, value in params.items())
-    return f"{choice.kind} ({extra})" if extra else choice.kind
+    if choice.kind == "hetconv":
+        return f"HetConv P={choice.part}"
+    if choice.kind == "blocksparse":
+        return (f"1x{choice.block_n} pruned {choice.prune_rate:.0%}"
+                + (", rearranged" if choice.rearrange else ""))
+    if choice.kind == "lowrank":
+        return f"low-rank r={choice.rank}"
+    return choice.kind
 
 
 def uniform_preset(design: Design) -> str | None:
@@ -243,12 +325,12 @@ def summarize(design: Design) -> str:
 
 
 ARCH_LABELS = {"vgg": "VGG", "resnet": "ResNet", "resnet_proj": "ResNet (proj.)", "mobilenetv2": "MobileNetV2",
-               "mobilenetv3": "MobileNetV3-large"}
+               "mobilenetv3": "MobileNetV3-large", "vgg_hetconv": "VGG (HetConv)"}
 
 
 def network_label(network: Network) -> str:
     label = ARCH_LABELS.get(network.arch, network.arch)
-    return label if network.arch.startswith("mobilenet") else f"{label}-{network.depth}"
+    return f"{label}-{network.depth}" if has_depth(network.arch) else label
 
 
 # --- import ------------------------------------------------------------------------------------

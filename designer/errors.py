@@ -10,5 +10,5 @@ class DesignError(ValueError):
     """Bad user input: a design, a cfglist, an option or a file."""
 
     def __init__(self, message: str, where: str | None = None):
-        self.where = where
+        self.where, self.message = where, message
         super().__init__(f"{where}: {message}" if where else message)

@@ -20,6 +20,7 @@ d = state.design()
 net = d.network
 convs = design_layers(d)
 n = len(convs)
+names = [c.name for c in convs]
 
 st.title("Design")
 st.caption("Pick a network, select the convolutions to change, and give them a kernel: draw the active taps, "
@@ -27,14 +28,40 @@ st.caption("Pick a network, select the convolutions to change, and give them a k
 
 # --- the network ---------------------------------------------------------------------------------
 
+
+def _move_to(network: Network, padfree: bool, label: str) -> None:
+    """Carry the design over to another network (or padding-free switch), keeping what still fits, and keep
+    the selection on the layers that are still there."""
+    old = state.design()
+    try:
+        new, notes = editing.carry_over(old, network, padfree)
+    except DesignError as err:
+        st.session_state.errors["network"] = str(err)
+        return
+    state.clear_error("network")
+    state.commit(new, label)
+    kept = sum(choice.kind != "dense" for choice in new.layers)
+    st.session_state.network_notes = ([f"{kept} layer choice{'s' if kept != 1 else ''} carried over."]
+                                      if kept else []) + notes
+    old_names = [c.name for c in design_layers(old)]
+    new_names = [c.name for c in design_layers(new)]
+    before = st.session_state.get("sel_layers", [])
+    selected = [name for name in before if name in new_names]
+    _select_names(new_names if set(before) >= set(old_names) or not selected else selected)
+
+
 def _change_network() -> None:
     arch = st.session_state.net_arch
     depths = editing.depth_choices(arch)
     depth = st.session_state.net_depth if st.session_state.net_depth in depths else editing.default_depth(arch)
     network = Network(arch, depth, st.session_state.net_dataset)
-    state.edit(lambda cur: editing.change_network(cur, network), f"network {editing.network_label(network)}",
-               "network")
-    st.session_state.sel_layers = list(range(len(state.design().layers)))
+    padfree = state.design().padfree and supports_padfree(arch)
+    _move_to(network, padfree, f"network {editing.network_label(network)} on {network.dataset}")
+
+
+def _toggle_padfree() -> None:
+    on = st.session_state.padfree
+    _move_to(state.design().network, on, "padding-free " + ("on" if on else "off"))
 
 
 state.sync_widget("net_arch", net.arch)
@@ -43,8 +70,13 @@ state.sync_widget("net_dataset", net.dataset)
 c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
 c1.selectbox("Architecture", editing.arch_choices(), key="net_arch", on_change=_change_network,
              format_func=lambda a: editing.ARCH_LABELS.get(a, a))
-c2.selectbox("Depth", editing.depth_choices(net.arch), key="net_depth", on_change=_change_network)
-c3.selectbox("Data set", sorted(DATASETS), key="net_dataset", on_change=_change_network)
+fixed_depth = not editing.has_depth(net.arch)
+c2.selectbox("Depth", editing.depth_choices(net.arch), key="net_depth", on_change=_change_network,
+             disabled=fixed_depth, format_func=lambda v: "fixed" if fixed_depth else str(v),
+             help="this family has one depth" if fixed_depth else "number of weight layers")
+c3.selectbox("Data set", sorted(DATASETS), key="net_dataset", on_change=_change_network,
+             help="all data sets feed 3x32x32 images; only the classifier follows the number of classes, so the "
+                  "layer choices are kept")
 with c4:
     h = state.history()
     u1, u2 = st.columns(2)
@@ -53,13 +85,14 @@ with c4:
     u2.button("Redo", icon=":material/redo:", key="redo", on_click=state.redo, disabled=not h.can_redo, width="stretch")
 if supports_padfree(net.arch):
     state.sync_widget("padfree", d.padfree)
-    st.toggle("Padding-free downsampling and hybrid stem", key="padfree",
-              on_change=lambda: state.edit(lambda cur: editing.set_padfree(cur, st.session_state.padfree),
-                                           "padding-free " + ("on" if st.session_state.padfree else "off"), "network"),
-              help="the stem block and padding-free stride-2 layers (network-wide); this changes the list of "
-                   "convolutions, so layer choices reset unless the list stays the same")
+    st.toggle("Padding-free downsampling and hybrid stem", key="padfree", on_change=_toggle_padfree,
+              help="the stem block and padding-free stride-2 layers (network-wide); this changes some "
+                   "convolutions: every layer choice that still fits is kept, the others are listed")
 if state.error("network"):
-    st.error(state.error("network"))
+    st.error(state.plain(state.error("network")))
+notes = st.session_state.pop("network_notes", None)
+if notes:
+    st.info("\n".join(f"- {state.plain(note)}" for note in notes), icon=":material/info:")
 
 t = totals(d, state.convention())
 m1, m2, m3, m4 = st.columns(4)
@@ -68,52 +101,95 @@ m2.metric("FLOPs", f"{t.flops / 1e6:.2f}M", f"{t.flops_ratio:.3f}x dense", delta
 m3.metric("FLOPs saved", f"{t.flops_saving:.2f}x", help="dense FLOPs / this design's FLOPs")
 m4.metric("Convolutions", n, f"{sum(c.kind != 'dense' for c in d.layers)} changed", delta_color="off", delta_arrow="off")
 
-# --- selection ---------------------------------------------------------------------------------
+# --- selection: by module path, so it survives a change of network ------------------------------
 
-def _label(i: int) -> str:
-    c = convs[i]
-    return f"{i + 1} · {c.name} ({c.spec.in_channels}→{c.spec.out_channels}, {c.in_size[0]}px)"
+
+def _label(name: str) -> str:
+    if name not in names:
+        return str(name)
+    c = convs[names.index(name)]
+    return f"{c.index + 1} · {c.name} ({c.spec.in_channels}→{c.spec.out_channels}, {c.in_size[0]}px)"
+
+
+def _select_names(chosen) -> None:
+    """Select these layers; the range slider follows (it spans the selection)."""
+    chosen = list(dict.fromkeys(chosen))
+    st.session_state.sel_layers = chosen
+    now = [c.name for c in design_layers(state.design())]
+    where = [now.index(name) + 1 for name in chosen if name in now]
+    st.session_state.sel_range = (min(where), max(where)) if where else (1, len(now))
+
+
+def _select(indices) -> None:
+    now = [c.name for c in design_layers(state.design())]
+    _select_names([now[i] for i in indices])
 
 
 def _select_range() -> None:
     lo, hi = st.session_state.sel_range
-    st.session_state.sel_layers = list(range(lo - 1, hi))
+    now = [c.name for c in design_layers(state.design())]
+    st.session_state.sel_layers = now[lo - 1:hi]
 
 
-def _select(indices) -> None:
-    st.session_state.sel_layers = list(indices)
+def _select_pattern() -> None:
+    try:
+        found = editing.layers_matching(state.design(), st.session_state.get("sel_pattern", ""))
+    except DesignError as err:
+        st.session_state.errors["select"] = str(err)
+        return
+    if not found:
+        st.session_state.errors["select"] = f"no convolution matches {st.session_state.sel_pattern.strip()!r}"
+        return
+    state.clear_error("select")
+    _select(found)
 
 
-selection = [i for i in st.session_state.get("sel_layers", list(range(n))) if 0 <= i < n]
-state.sync_widget("sel_layers", selection)
-if not (isinstance(st.session_state.get("sel_range"), tuple) and st.session_state.sel_range[1] <= n):
+# Only names of this network: anything else (another network's layer, a stale value) is dropped here.
+stored = st.session_state.get("sel_layers", names)
+selection_names = [name for name in stored if name in names]
+if stored and not selection_names:  # e.g. an undo back to another network: start from all of its layers
+    selection_names = names
+state.sync_widget("sel_layers", selection_names)
+lo_hi = st.session_state.get("sel_range")
+if not (isinstance(lo_hi, tuple) and len(lo_hi) == 2 and all(isinstance(v, int) and 1 <= v <= n for v in lo_hi)):
     st.session_state.sel_range = (1, n)
 
 st.subheader("Layers")
 s1, s2 = st.columns([3, 2])
 with s1:
-    st.multiselect("Selected layers (the edits below apply to these)", list(range(n)), key="sel_layers",
+    st.multiselect("Selected layers (the edits below apply to these)", names, key="sel_layers",
                    format_func=_label, placeholder="select layers to edit")
+    f1, f2 = st.columns([3, 1], vertical_alignment="bottom")
+    f1.text_input("Select by name", key="sel_pattern", placeholder="e.g. *stage2*  or  features.1*",
+                  help="a shell-style pattern over the module paths (* any text, ? one character); "
+                       "text without a wildcard matches anywhere in the name")
+    f2.button("Select matching", key="sel_match", on_click=_select_pattern, width="stretch")
+    if state.error("select"):
+        st.error(state.plain(state.error("select")))
 with s2:
-    st.slider("Select a range", 1, n, key="sel_range", on_change=_select_range,
+    st.slider("Select a range", 1, max(n, 2), key="sel_range", on_change=_select_range,
               help="layers from..to, in forward order")
-    b1, b2, b3 = st.columns(3)
+    b1, b2, b3, b4 = st.columns(4)
     b1.button("All", key="sel_all", on_click=_select, args=(range(n),), width="stretch")
-    b2.button("None", key="sel_none", on_click=_select, args=((),), width="stretch")
-    b3.button("Invert", key="sel_invert", on_click=lambda: _select(
-        [i for i in range(n) if i not in st.session_state.sel_layers]), width="stretch")
-selection = sorted(st.session_state.sel_layers)
+    b2.button("Full k×k", key="sel_full", on_click=lambda: _select(editing.full_kxk_layers(state.design())),
+              width="stretch", help="every full (ungrouped) k x k convolution with k > 1: what ASK shapes and "
+                                    "HetConv can take")
+    b3.button("None", key="sel_none", on_click=_select, args=((),), width="stretch")
+    b4.button("Invert", key="sel_invert", width="stretch", on_click=lambda: _select_names(
+        [name for name in names if name not in st.session_state.sel_layers]))
+selection = sorted(names.index(name) for name in st.session_state.sel_layers if name in names)
 
 rows = layer_table(d, state.convention())
 for row in rows:
-    row["sel"] = (row["#"] - 1) in selection
+    row["sel"] = "●" if (row["#"] - 1) in selection else ""
 st.dataframe(
     rows, hide_index=True, width="stretch", key="layer_table", height=min(len(rows), 16) * 35 + 38,
     column_order=["sel", "#", "layer", "Cin", "Cout", "kernel", "size", "stride", "choice", "params", "FLOPs",
                   "vs dense"],
     column_config={
-        "sel": st.column_config.CheckboxColumn("✓", width="small", help="selected for editing"),
+        "sel": st.column_config.TextColumn("sel.", width="small", help="● selected for editing (select above)"),
         "#": st.column_config.NumberColumn(width="small"),
+        "choice": st.column_config.TextColumn(width="medium"),
         "params": st.column_config.NumberColumn(format="localized"),
         "FLOPs": st.column_config.NumberColumn(format="localized", help=f"per image, `{state.convention()}`"),
         "vs dense": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0,
@@ -189,7 +265,7 @@ else:
             st.button("Add a shape", icon=":material/add:", key="add_shape", on_click=_add_shape,
                       help="a copy of the last shape; then edit it")
         if state.error("draw"):
-            st.error(state.error("draw"))
+            st.error(state.plain(state.error("draw")))
 
     with tab_preset:
         p1, p2 = st.columns([1, 2])
@@ -204,22 +280,26 @@ else:
                   on_click=lambda: state.edit(lambda cur: editing.apply_preset(cur, selection, name),
                                               f"{name} on {len(selection)} layers", "preset"))
         if state.error("preset"):
-            st.error(state.error("preset"))
+            st.error(state.plain(state.error("preset")))
 
     with tab_het:
-        parts = editing.hetconv_parts(d, selection)
+        het_layers, het_notes = editing.hetconv_targets(d, selection)
+        parts = editing.hetconv_parts(d, het_layers)
+        for note in het_notes:
+            st.caption(state.plain(note))
         if not parts:
             st.info("HetConv replaces full 3x3 convolutions whose channels a part P divides; the selection has "
-                    "none in common (the first conv of VGG has 3 input channels: leave it out).")
+                    "none in common.")
         else:
             part = st.select_slider("Part P (each filter sees 1/P of its inputs through 3x3, the rest through 1x1)",
                                     parts, value=4 if 4 in parts else parts[0], key="het_part")
-            st.button(f"Apply HetConv P={part} to {len(selection)} layers", key="apply_hetconv", type="primary",
-                      on_click=lambda: state.edit(lambda cur: editing.set_choice(cur, selection,
+            st.button(f"Apply HetConv P={part} to {len(het_layers)} layer{'s' if len(het_layers) != 1 else ''}",
+                      key="apply_hetconv", type="primary",
+                      on_click=lambda: state.edit(lambda cur: editing.set_choice(cur, het_layers,
                                                                                  LayerChoice.hetconv(part)),
                                                   f"HetConv P={part}", "hetconv"))
         if state.error("hetconv"):
-            st.error(state.error("hetconv"))
+            st.error(state.plain(state.error("hetconv")))
 
     with tab_1xn:
         sizes = editing.block_sizes(d, selection)
@@ -238,7 +318,7 @@ else:
                                                          LayerChoice.blocksparse(block_n, rate, rearrange)),
                           f"1x{block_n} rate {rate:.2f}", "1xn"))
         if state.error("1xn"):
-            st.error(state.error("1xn"))
+            st.error(state.plain(state.error("1xn")))
 
     with tab_lowrank:
         top = editing.max_rank_of(d, selection)
@@ -263,14 +343,14 @@ else:
                                   state="complete" if ok else "error")
                 st.rerun()
         if state.error("lowrank"):
-            st.error(state.error("lowrank"))
+            st.error(state.plain(state.error("lowrank")))
 
     with tab_dense:
         st.button(f"Make {len(selection)} layer{'s' if len(selection) != 1 else ''} dense", key="make_dense",
                   on_click=lambda: state.edit(lambda cur: editing.set_choice(cur, selection, DENSE),
                                               f"dense on {len(selection)} layers", "dense"))
         if state.error("dense"):
-            st.error(state.error("dense"))
+            st.error(state.plain(state.error("dense")))
 
 # --- import and export ---------------------------------------------------------------------------
 
@@ -281,7 +361,7 @@ i1, i2 = st.columns(2)
 def _import(text, source: str) -> None:
     ok = state.edit(lambda cur: editing.import_text(text, cur.network, source), f"import {source}", "import")
     if ok:
-        st.session_state.sel_layers = list(range(len(state.design().layers)))
+        _select(range(len(state.design().layers)))
 
 
 def _import_paste() -> None:
@@ -308,7 +388,7 @@ with i1:
         st.file_uploader("A .json or .txt file (2 MB at most)", type=["json", "txt", "py"], key="import_file")
         st.button("Import file", key="import_upload", on_click=_import_file)
     if state.error("import"):
-        st.error(state.error("import"), icon=":material/error:")
+        st.error(state.plain(state.error("import")), icon=":material/error:")
 
 with i2:
     st.markdown("**Export** the current design.")

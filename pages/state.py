@@ -4,9 +4,17 @@ Every page reads and changes the design through these helpers, so undo and
 the sidebar see every edit. Edits are pure functions from designer.editing;
 a DesignError they raise is kept under an error key and shown next to the
 control that caused it, and the design stays as it was.
+
+The current design is also written to the address bar (`?design=...`), so a
+reload, a bookmark or a shared link opens the same design; form values the
+pages keep (`keep`) survive a change of page.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+import zlib
 from typing import Callable
 
 import streamlit as st
@@ -14,20 +22,85 @@ import streamlit as st
 from designer.analysis import totals
 from designer.build import dense_design
 from designer.counting import CONVENTIONS
-from designer.design import Design, Network
+from designer.build import validate
+from designer.design import Design, Network, loads_design
 from designer.editing import History, network_label, summarize
 from designer.errors import DesignError
 
 DEFAULT_NETWORK = Network("vgg", 16, "cifar10")
 
 
+URL_KEY = "design"
+MAX_URL_CHARS = 20_000
+
+
 def init() -> None:
-    """Defaults for a new session (a browser tab)."""
+    """Defaults for a new session (a browser tab): the design in the address if there is one."""
+    st.session_state.setdefault("errors", {})
     if "design" not in st.session_state:
-        st.session_state.design = dense_design(DEFAULT_NETWORK)
+        st.session_state.design = _design_from_url() or dense_design(DEFAULT_NETWORK)
     st.session_state.setdefault("history", History())
     st.session_state.setdefault("convention", "macs")
-    st.session_state.setdefault("errors", {})
+
+
+def encode_design(design: Design) -> str:
+    """The design as a short URL-safe token (compressed JSON)."""
+    raw = zlib.compress(design.dumps().encode(), 9)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_design(token: str) -> Design:
+    """The inverse of encode_design; DesignError when the token is not a design."""
+    if len(token) > MAX_URL_CHARS:
+        raise DesignError(f"the token is {len(token)} characters; the limit is {MAX_URL_CHARS}", "address")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(raw, 1_000_000)
+    except (binascii.Error, ValueError, zlib.error):
+        raise DesignError("the design in the address is not readable", "address") from None
+    if inflater.unconsumed_tail:
+        raise DesignError("the design in the address is too large", "address")
+    return validate(loads_design(text, "address"))
+
+
+def _design_from_url() -> Design | None:
+    token = st.query_params.get(URL_KEY)
+    if not token:
+        return None
+    try:
+        return decode_design(token)
+    except DesignError as err:
+        st.session_state.errors["address"] = f"{err}; starting from the default design"
+        return None
+
+
+def sync_url() -> None:
+    """Write the current design to the address bar (only when it changed)."""
+    token = encode_design(design())
+    if st.query_params.get(URL_KEY) != token:
+        st.query_params[URL_KEY] = token
+
+
+def keep(key: str, default, options=None):
+    """Give widget `key` its last value on this tab (or `default`) before it is drawn, so the value survives
+    a change of page (Streamlit forgets the state of widgets a page does not draw). Draw the widget without a
+    value of its own. `options`: the values it can take now; a kept value outside them falls back to default."""
+    kept = st.session_state.setdefault("_kept", {})
+    if key not in st.session_state:
+        value = kept.get(key, default)
+        st.session_state[key] = value if options is None or value in options else default
+    kept[key] = st.session_state[key]
+    return st.session_state[key]
+
+
+def plain(text) -> str:
+    """User text (names, errors, pasted input) safe to put into markdown: the characters that make links,
+    images, HTML, emphasis, code, maths, colour directives and tables backslash-escaped, so it shows as typed."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\g<0>", str(text))
+
+
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\](){}<>!$~|#]")
 
 
 def design() -> Design:
@@ -115,6 +188,7 @@ def sidebar() -> None:
     """The current design, its params and FLOPs and their ratio to dense: on every page."""
     d, conv = design(), convention()
     t = totals(d, conv)
+    sync_url()
     with st.sidebar:
         st.markdown(f"**{network_label(d.network)}** · {d.network.dataset}")
         st.caption(summarize(d).split(": ", 1)[1])

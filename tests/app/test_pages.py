@@ -38,6 +38,13 @@ def design(app: AppTest):
     return app.session_state["design"]
 
 
+def layer_names(app: AppTest, indices=None) -> list[str]:
+    """The module paths of the current design's convolutions (the selection holds these), or of `indices`."""
+    from designer.build import design_layers
+    names = [c.name for c in design_layers(design(app))]
+    return names if indices is None else [names[i] for i in indices]
+
+
 def ok(app: AppTest) -> AppTest:
     assert not app.exception, [e.value for e in app.exception]
     return app
@@ -102,7 +109,7 @@ def test_shapes_and_channel_split(at):
 
 
 def test_a_shape_cannot_become_empty(at):
-    at.multiselect(key="sel_layers").set_value([0]).run()
+    at.multiselect(key="sel_layers").set_value(layer_names(at, [0])).run()
     at.selectbox(key="preset_name").set_value("ASK_2").run()
     at.button(key="apply_preset").click().run()
     for tap in (2, 5):
@@ -114,11 +121,12 @@ def test_a_shape_cannot_become_empty(at):
 
 def test_select_a_range_and_give_two_presets(at):
     at.slider(key="sel_range").set_value((1, 10)).run()
-    assert at.multiselect(key="sel_layers").value == list(range(10))
+    assert at.multiselect(key="sel_layers").value == layer_names(at, range(10))
     at.selectbox(key="preset_name").set_value("ASK_5a").run()
     at.button(key="apply_preset").click().run()
     at.button(key="sel_invert").click().run()
-    assert at.multiselect(key="sel_layers").value == [10, 11, 12]
+    assert at.multiselect(key="sel_layers").value == layer_names(at, [10, 11, 12])
+    assert at.slider(key="sel_range").value == (11, 13)  # the range follows Invert
     at.selectbox(key="preset_name").set_value("ASK_2").run()
     at.button(key="apply_preset").click().run()
     ok(at)
@@ -167,7 +175,7 @@ def test_change_the_network(at):
     ok(at)
     assert design(at).network.depth == 20 and len(design(at).layers) == 19
     at.selectbox(key="net_depth").set_value(32).run()
-    assert len(design(at).layers) == 31 and at.multiselect(key="sel_layers").value == list(range(31))
+    assert len(design(at).layers) == 31 and at.multiselect(key="sel_layers").value == layer_names(at)
     at.button(key="undo").click().run()
     assert len(design(at).layers) == 19 and at.selectbox(key="net_depth").value == 20
 
@@ -211,8 +219,9 @@ def test_hetconv_1xn_and_low_rank_on_the_selection(at):
     at.button(key="apply_rank").click().run()
     ok(at)
     assert design(at).layers[12].rank == 32
-    at.slider(key="sel_range").set_value((1, 13)).run()
-    assert "HetConv replaces full 3x3" in at.info[0].value  # conv 1 has 3 input channels: no P fits
+    at.slider(key="sel_range").set_value((1, 13)).run()  # conv 1 has 3 input channels: HetConv leaves it out
+    assert any("HetConv keeps the first convolution plain" in c.value for c in at.caption)
+    assert at.button(key="apply_hetconv").label == "Apply HetConv P=4 to 12 layers"
     at.number_input(key="lowrank_rank").set_value(9).run()  # the most conv 1 (3 -> 64) takes
 
 
