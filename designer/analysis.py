@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from designer.build import dense_design, design_layers
 from designer.counting import Count, count_design
 from designer.design import Design
-from designer.editing import describe_choice, shapes_of
+from designer.editing import describe_choice
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Totals:
 
 def totals(design: Design, convention: str = "macs") -> Totals:
     count = count_design(design, convention)
-    dense = count_design(dense_design(design.network), convention)  # the plain network is the baseline
+    dense = count_design(dense_design(design.network, design.padfree), convention)  # the plain network is the baseline
     return Totals(convention, count.params, count.flops, dense.params, dense.flops)
 
 
@@ -115,25 +115,71 @@ def layer_comparison(design: Design, convention: str = "macs") -> list[dict]:
             for name, v in ((n, acc[n]) for n in order)]
 
 
+def kernel_label(spec) -> str:
+    """'3x3', '1x1', '5x5 depthwise' or '3x3 g4': what a convolution's kernel is."""
+    size = f"{spec.kernel_size}x{spec.kernel_size}"
+    if spec.groups == 1:
+        return size
+    return f"{size} depthwise" if spec.is_depthwise else f"{size} g{spec.groups}"
+
+
+def _usage(grids: list[list[list[int]]]) -> list[list[float]]:
+    """The share of output channels using each tap, the channels split equally among the grids (ASK)."""
+    k = len(grids[0])
+    return [[sum(g[r][c] for g in grids) / len(grids) for c in range(k)] for r in range(k)]
+
+
 def tap_usage(design: Design) -> list[dict]:
-    """Per convolution: its kernel size, its shapes as k x k 0/1 grids with their channel counts, and the
-    fraction of output channels using each tap (what the heatmaps show)."""
+    """Per convolution: its kernel, its shapes as k x k 0/1 grids with their channel counts, and the
+    fraction of output channels using each tap (what the heatmaps show).
+
+    Dense convs of any size use every tap (a 1x1 has one; a depthwise conv is a full k x k per channel);
+    ASK draws its shapes; HetConv, 1xN and low-rank are not tap shapes, so their usage is None.
+    """
     out = []
     for conv, choice in zip(design_layers(design), design.layers):
-        k = conv.spec.kernel_size if choice.kind != "ask" else choice.shapes[0].k
-        shapes = shapes_of(choice, k) if choice.kind in ("ask", "dense") else None
-        if shapes is None:
-            out.append({"layer": conv.name, "k": k, "choice": describe_choice(choice), "shapes": [], "usage": None})
-            continue
-        share = 1.0 / len(shapes)
-        usage = [[0.0] * k for _ in range(k)]
-        grids = []
-        for shape in shapes:
-            grid = [[1 if on else 0 for on in row] for row in shape.mask()]
-            grids.append(grid)
-            for r in range(k):
-                for c in range(k):
-                    usage[r][c] += share * grid[r][c]
-        out.append({"layer": conv.name, "k": k, "choice": describe_choice(choice), "shapes": grids,
-                    "channels": conv.spec.out_channels // len(shapes), "usage": usage})
+        entry = {"layer": conv.name, "index": conv.index, "kind": choice.kind, "kernel": kernel_label(conv.spec),
+                 "choice": describe_choice(choice), "shapes": [], "usage": None}
+        if choice.kind == "ask":
+            entry["shapes"] = [[[int(on) for on in row] for row in shape.mask()] for shape in choice.shapes]
+        elif choice.kind == "dense":
+            k = conv.spec.kernel_size
+            entry["shapes"] = [[[1] * k for _ in range(k)]]
+        if entry["shapes"]:
+            entry.update(k=len(entry["shapes"][0]), usage=_usage(entry["shapes"]),
+                         channels=conv.spec.out_channels // len(entry["shapes"]))
+        else:
+            entry["k"] = conv.spec.kernel_size
+        out.append(entry)
     return out
+
+
+def layer_ranges(indices: list[int]) -> str:
+    """1-based layer numbers in runs: [0, 1, 2, 5] -> '1-3, 6'."""
+    runs: list[list[int]] = []
+    for i in sorted(indices):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a + 1}" if a == b else f"{a + 1}-{b + 1}" for a, b in runs)
+
+
+def kernel_groups(design: Design) -> list[dict]:
+    """tap_usage with equal kernels drawn once: one entry per distinct (kernel, choice, usage), in order of
+    first appearance, with the layers that share it ('1-10, 13'). MobileNetV3's 64 convs are 5 pictures."""
+    groups: dict[tuple, dict] = {}
+    for u in tap_usage(design):
+        if u["usage"] is None:
+            continue
+        key = (u["kernel"], u["choice"], str(u["usage"]))
+        group = groups.setdefault(key, {**u, "indices": []})
+        group["indices"].append(u["index"])
+    for group in groups.values():
+        group["layers"] = layer_ranges(group["indices"])
+    return list(groups.values())
+
+
+def cost_name(convention: str) -> str:
+    """What a convention's compute count is called: 'MACs' under macs, the papers' 'FLOPs' under ask and bsconv."""
+    return "MACs" if convention == "macs" else "FLOPs"

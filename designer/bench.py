@@ -10,9 +10,19 @@ with its own weights in cache (at batch 1 VGG-16 reads 60 MB of weights, and
 a cold cache costs it 20%); medians after warm-up. The first call of each candidate (Taichi compiles
 there, `auto` measures its choices there) is reported as `first_call_ms` and
 never enters a median.
+
+Trust: every timing carries its min and max over the repeats and their
+spread, (max - min) / median; a spread above NOISY (10%) means the repeats
+disagree, which the app and the CLI say next to the number (the simple
+max-min rule rather than an IQR: it is what the min..max shown beside each
+median reads as, and with 5 repeats quartiles are interpolated guesses). The
+1-minute load average is recorded before the first call (so the benchmark's
+own threads do not count) with the machine's core count: a load above the
+cores means other work shared the CPUs.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -30,6 +40,9 @@ from designer.errors import DesignError
 BACKENDS = ("reference", "decomposed", "taichi", "auto")  # auto: each layer its fastest (models.layers.autotune)
 MODES = ("infer", "train")
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+LIMITS = {"batch_size": (1, 1024, "--batch-size"), "repeats": (1, 1000, "--repeats"), "warmup": (0, 100, "--warmup")}
+NOISY = 0.10  # a spread (max - min) / median above this: the repeats disagree
+RUN_ERRORS = (TypeError, ValueError, RuntimeError, ImportError, NotImplementedError)  # a candidate that cannot run
 
 
 @dataclass(frozen=True)
@@ -41,13 +54,29 @@ class BenchConfig:
 
 
 def check_config(config: BenchConfig) -> BenchConfig:
-    if config.batch_size < 1:
-        raise DesignError(f"batch size must be at least 1, got {config.batch_size}", "--batch-size")
-    if config.repeats < 1:
-        raise DesignError(f"repeats must be at least 1, got {config.repeats}", "--repeats")
+    """The config if it can run; DesignError naming the option and its allowed range otherwise."""
+    for field, (low, high, option) in LIMITS.items():
+        value = getattr(config, field)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            shown = repr(value) if len(repr(value)) <= 20 else repr(value)[:20] + "..."
+            raise DesignError(f"{field.replace('_', ' ')} must be an integer in {low}..{high}, got {shown}", option)
     if config.mode not in MODES:
         raise DesignError(f"unknown mode {config.mode!r} (choose one of {', '.join(MODES)})", "--mode")
+    if config.mode == "train" and config.batch_size < 2:
+        raise DesignError("a training step needs batch size at least 2: BatchNorm normalises by the batch's own "
+                          "statistics, which one image per channel cannot give (VGG's classifier fails at batch 1)",
+                          "--batch-size")
     return config
+
+
+def spread(timing: dict) -> float:
+    """(max - min) / median of a timing's repeats: 0 when they agree, above NOISY when they do not."""
+    return (timing["max_ms"] - timing["min_ms"]) / timing["median_ms"] if timing["median_ms"] else 0.0
+
+
+def machine_load() -> dict:
+    """The 1-minute load average and the core count: above the cores, other work shares the CPUs."""
+    return {"load_average": os.getloadavg()[0], "cpu_count": os.cpu_count() or 1}
 
 
 def resolve_backends(name: str) -> list[str]:
@@ -85,29 +114,45 @@ def time_interleaved(calls: dict[Hashable, Callable[[], None]], config: BenchCon
                      progress: Callable[[str, float], None] = lambda what, fraction: None) -> dict:
     """Per call: first call, then warm-up, then `repeats` rounds that run every call twice, timing the second.
 
-    Returns, per key, the median, min and max wall time and the median process
-    CPU time of the timed calls, and the first call's wall time, in ms.
+    Returns, per key, the median, min and max wall time, their spread and the
+    median process CPU time of the timed calls, and the first call's wall
+    time, in ms; or {"error": its first line} for a call that raised on its
+    first call (it is left out of the rounds, the others still run).
     """
     steps = len(calls) + config.repeats
-    first = {}
+    first, failed = {}, {}
     for i, (key, fn) in enumerate(calls.items()):
         progress(str(key[0] if isinstance(key, tuple) else key), i / steps)
-        first[key] = _one_call(fn)[0]
-        for _ in range(config.warmup):
-            fn()
-    samples: dict = {key: [] for key in calls}
+        try:
+            first[key] = _one_call(fn)[0]
+            for _ in range(config.warmup):
+                fn()
+        except RUN_ERRORS as err:
+            failed[key] = {"error": first_line(err)}
+    samples: dict = {key: [] for key in calls if key not in failed}
     for r in range(config.repeats):
         progress(f"round {r + 1} of {config.repeats}", (len(calls) + r) / steps)
-        for key, fn in calls.items():
-            fn()  # untimed: brings this candidate's weights back into the caches the previous one evicted
-            samples[key].append(_one_call(fn))
+        for key in samples:
+            calls[key]()  # untimed: brings this candidate's weights back into the caches the previous one evicted
+            samples[key].append(_one_call(calls[key]))
     timings = {}
-    for key, pairs in samples.items():
-        wall = [w for w, _ in pairs]
-        timings[key] = {"median_ms": statistics.median(wall), "min_ms": min(wall), "max_ms": max(wall),
-                        "cpu_ms": statistics.median([c for _, c in pairs]), "first_call_ms": first[key],
-                        "repeats": len(wall)}
+    for key in calls:
+        if key in failed:
+            timings[key] = failed[key]
+            continue
+        wall = [w for w, _ in samples[key]]
+        timing = {"median_ms": statistics.median(wall), "min_ms": min(wall), "max_ms": max(wall),
+                  "cpu_ms": statistics.median([c for _, c in samples[key]]), "first_call_ms": first[key],
+                  "repeats": len(wall)}
+        timings[key] = {**timing, "spread": spread(timing)}
     return timings
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An error as one short line (a torch error can be pages long)."""
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _inputs(design: Design, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +163,10 @@ def _inputs(design: Design, batch_size: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _faster_layout(timings: dict, name: str) -> dict:
-    """The timing of `name` in its faster layout, with both layouts' medians."""
+    """The timing of `name` in its faster layout, with both layouts' medians; its error if a layout failed."""
+    for lay in LAYOUTS:
+        if "error" in timings[name, lay]:
+            return {"error": f"{timings[name, lay]['error']} ({lay})"}
     layout = min(LAYOUTS, key=lambda lay: timings[name, lay]["median_ms"])
     return {**timings[name, layout], "layout": layout,
             **{f"{lay}_ms": timings[name, lay]["median_ms"] for lay in LAYOUTS}}
@@ -129,39 +177,46 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
     """Whole-network latency of `design` per backend and of its dense network, one run.
 
     Every candidate, dense included, runs in NCHW and in channels-last and is
-    judged by its faster layout.
+    judged by its faster layout. A backend that cannot be built or run gets
+    {"error": ...}; DesignError when the dense network itself cannot run.
     """
     design, config = validate(design), check_config(config)
     progress = progress or (lambda what, fraction: None)
     x, target = _inputs(design, config.batch_size)
     weights = build_model(design).state_dict()
+    dense_net = dense_design(design.network, design.padfree)
     result: dict = {"batch_size": config.batch_size, "threads": torch.get_num_threads(), "mode": config.mode,
-                    "backends": {}}
+                    **machine_load(), "backends": {}}
     calls = {}
     for name in ["dense", *backends]:
         for layout, memory_format in LAYOUTS.items():
             try:
                 if name == "dense":
-                    model = build_model(dense_design(design.network))
+                    model = build_model(dense_net)
                 else:
                     model = build_model(design, backend=name)
                     model.load_state_dict(weights)
             except (ValueError, ImportError, RuntimeError) as err:
-                result["backends"][name] = {"error": str(err).splitlines()[0]}
+                result["backends"][name] = {"error": first_line(err)}
                 break
             model = model.to(memory_format=memory_format)
             calls[name, layout] = step(model, x.contiguous(memory_format=memory_format), target, config.mode)
     timings = time_interleaved(calls, config, progress)
     passes = 3 if config.mode == "train" else 1  # a training step: forward, input and weight gradients
-    dense_flops = count_design(dense_design(design.network), "macs").flops
+    dense_flops = count_design(dense_net, "macs").flops
     design_flops = count_design(design, "macs").flops
     result["flop_ratio"] = dense_flops / max(design_flops, 1)
     dense = result["dense"] = _faster_layout(timings, "dense")
+    if "error" in dense:
+        raise DesignError(f"the dense network cannot run a {config.mode} step at batch {config.batch_size}: "
+                          f"{dense['error']}", "bench")
     dense["gflops"] = 2 * passes * dense_flops * config.batch_size / dense["median_ms"] / 1e6
     for name in backends:
         if name in result["backends"]:
             continue  # it could not be built
         timing = result["backends"][name] = _faster_layout(timings, name)
+        if "error" in timing:
+            continue
         timing["speedup_vs_dense"] = dense["median_ms"] / timing["median_ms"]
         timing["cpu_speedup_vs_dense"] = dense["cpu_ms"] / timing["cpu_ms"]
         timing["gflops"] = 2 * passes * design_flops * config.batch_size / timing["median_ms"] / 1e6
@@ -170,23 +225,36 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
     return result
 
 
-def bench_layers(design: Design, backend: str, config: BenchConfig) -> list[dict]:
-    """Latency of each convolution alone (the design's module vs a dense conv), same input size."""
+def bench_layers(design: Design, backend: str, config: BenchConfig, names: list[str] | None = None) -> list[dict]:
+    """Latency of each convolution alone (the design's module vs the dense network's conv), same input size.
+
+    `names` restricts it to those convolutions (all by default). A layer that cannot run gets its "error".
+    """
     design, config = validate(design), check_config(config)
-    dense_net = build_model(dense_design(design.network))
+    dense_net = build_model(dense_design(design.network, design.padfree))
     net = build_model(design, backend=backend)
     modules = dict(net.named_modules())
     dense_modules = dict(dense_net.named_modules())
     rows = []
     for layer, choice in zip(design_layers(design), design.layers):
+        if names is not None and layer.name not in names:
+            continue
         x = torch.randn(config.batch_size, layer.spec.in_channels, *layer.in_size)
         x.requires_grad_(config.mode == "train")
         timings = time_interleaved({label: module_step(module, x, config.mode) for label, module in
                                     (("dense", dense_modules[layer.name]), ("design", modules[layer.name]))},
                                    config)
-        rows.append({"name": layer.name, "kind": choice.kind, "dense_ms": timings["dense"]["median_ms"],
-                     "design_ms": timings["design"]["median_ms"],
-                     "speedup_vs_dense": timings["dense"]["median_ms"] / timings["design"]["median_ms"]})
+        row = {"name": layer.name, "kind": choice.kind}
+        failed = [t["error"] for t in timings.values() if "error" in t]
+        if failed:
+            rows.append({**row, "error": failed[0]})
+            continue
+        for label in ("dense", "design"):
+            t = timings[label]
+            row.update({f"{label}_ms": t["median_ms"], f"{label}_min_ms": t["min_ms"],
+                        f"{label}_max_ms": t["max_ms"], f"{label}_spread": t["spread"]})
+        row["speedup_vs_dense"] = row["dense_ms"] / row["design_ms"]
+        rows.append(row)
     return rows
 
 

@@ -2,13 +2,17 @@
 
 As MXNet's tools/accnn (Tai et al. 2015): a conv W (N, C, kh, kw) becomes
 V (K, C, kh, 1) then H (N, K, 1, kw) from the SVD of W permuted to
-(C*kh, N*kw). Rank selection: one unit of rank costs kw*(N + C)*X*Y and the
-original layer kh*kw*N*C*X*Y (X, Y its input size, here the network's real
-input, not the tool's hard-coded 224); budget = total original cost / R;
-maximise the sum of log(cumulative singular values) by a knapsack DP. The DP
-works on costs rounded up to a grid of the budget, so the chosen ranks never
-exceed it (the tool kept exact costs in a dict, too slow in Python at CIFAR
-sizes).
+(C*kh, N*kw). Costs are the MACs each form really takes on the network's
+input sizes: V (vertical stride) costs K*C*kh*Ho*Wi, H costs N*K*kw*Ho*Wo,
+the original N*C*kh*kw*Ho*Wo (accnn's formulas, which use the input size X*Y
+for all three, agree at stride 1 and overstate a strided layer; the tool
+also hard-coded 224). A rank that costs at least the original saves nothing:
+such a layer stays dense (`lowrank_saves`, the one home of that rule).
+Rank selection: budget = total original cost / R; each layer is either a
+saving rank or dense (its full value at its full cost); maximise the sum of
+log(cumulative singular values) by a knapsack DP. The DP works on costs
+rounded up to a grid of the budget, so the chosen ranks never exceed it (the
+tool kept exact costs in a dict, too slow in Python at CIFAR sizes).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import torch.nn as nn
 from designer.build import ConvLayer, design_layers, validate
 from designer.design import Design, LayerChoice, load_json_text
 from designer.errors import DesignError
-from models.layers.lowrank import LowRankConv2d
+from models.layers.lowrank import LowRankConv2d, max_rank
 
 GRID = 10_000  # DP cost buckets over the budget
 
@@ -40,36 +44,69 @@ def singular_values(weight: torch.Tensor) -> torch.Tensor:
 
 
 def layer_costs(layer: ConvLayer) -> tuple[int, int]:
-    """(cost of one unit of rank, cost of the original layer), accnn's formulas on the input size."""
+    """(MACs of one unit of rank, MACs of the original layer) per image, on the layer's real sizes."""
     s = layer.spec
-    area = layer.in_size[0] * layer.in_size[1]
-    return s.kernel_size * (s.out_channels + s.in_channels) * area, \
-        s.kernel_size * s.kernel_size * s.out_channels * s.in_channels * area
+    (ho, wo), wi = layer.out_size, layer.in_size[1]
+    return s.kernel_size * (s.in_channels * ho * wi + s.out_channels * ho * wo), \
+        s.kernel_size * s.kernel_size * s.out_channels * s.in_channels * ho * wo
+
+
+def lowrank_saves(layer: ConvLayer, rank: int) -> bool:
+    """Whether the low-rank pair at `rank` costs fewer MACs than the dense conv (else the layer stays dense)."""
+    unit, dense = layer_costs(layer)
+    return rank * unit < dense
+
+
+def why_not_lowrank(layer: ConvLayer, rank: int) -> str | None:
+    """None when `rank` saves MACs on this layer; otherwise why not, with the ranks that would."""
+    if lowrank_saves(layer, rank):
+        return None
+    top = largest_saving_rank(layer)
+    hint = f"rank {top} or less saves MACs" if top else "no rank saves MACs on it"
+    return (f"rank {rank} on {layer.name} costs {choice_cost(layer, rank):,} MACs, not fewer than the dense conv's "
+            f"{choice_cost(layer, 0):,}: {hint}, or leave the layer dense")
+
+
+def largest_saving_rank(layer: ConvLayer) -> int:
+    """The largest rank that still saves MACs on this layer (and that the layer takes); 0 if none does."""
+    unit, dense = layer_costs(layer)
+    s = layer.spec
+    return min((dense - 1) // unit, max_rank(s.in_channels, s.out_channels, s.kernel_size))
+
+
+def choice_cost(layer: ConvLayer, rank: int) -> int:
+    """MACs of a layer at `rank`; rank 0 is the dense layer."""
+    unit, dense = layer_costs(layer)
+    return rank * unit if rank else dense
 
 
 def select_ranks(layers: list[ConvLayer], weights: list[torch.Tensor], ratio: float) -> list[int]:
-    """One rank per layer maximising sum(log cumsum(singular values)) with cost <= total / ratio."""
+    """One rank per layer (0: stays dense) maximising sum(log cumsum(singular values)) with cost <= total / ratio.
+
+    Only ranks that save MACs compete with dense, which keeps every singular value at the original's cost.
+    """
     if ratio < 1:
         raise DesignError(f"the speed-up ratio must be at least 1, got {ratio}", "--lowrank-ratio")
-    units = [layer_costs(layer)[0] for layer in layers]
     budget = sum(layer_costs(layer)[1] for layer in layers) / ratio
-    if sum(units) > budget:
+    cheapest = sum(min(choice_cost(layer, 1), choice_cost(layer, 0)) for layer in layers)
+    if cheapest > budget:
         raise DesignError(f"ratio {ratio} is out of reach: rank 1 everywhere already costs "
-                          f"{sum(units) / budget:.2f}x the budget", "--lowrank-ratio")
+                          f"{cheapest / budget:.2f}x the budget", "--lowrank-ratio")
     scale = GRID / budget
     best = np.full(GRID + 1, -np.inf)
     best[0] = 0.0
     choice = []
-    for unit, weight, layer in zip(units, weights, layers):
-        spec = layer.spec
+    for weight, layer in zip(weights, layers):
         s = singular_values(weight).numpy()
-        values = np.log(np.maximum(np.cumsum(s), 1e-300))[:min(len(s), spec.out_channels)]  # ranks 1..min(#s, N)
+        values = np.log(np.maximum(np.cumsum(s), 1e-300))  # value of rank r: values[r - 1]
+        top = min(len(s), layer.spec.out_channels, largest_saving_rank(layer))
+        options = [(0, values[-1])] + [(r, values[r - 1]) for r in range(1, top + 1)]
         new = np.full(GRID + 1, -np.inf)
         pick = np.zeros(GRID + 1, dtype=np.int64)
-        for r, value in enumerate(values, start=1):
-            step = math.ceil(r * unit * scale)
+        for r, value in options:
+            step = math.ceil(choice_cost(layer, r) * scale)
             if step > GRID:
-                break
+                continue
             cand = np.full(GRID + 1, -np.inf)
             cand[step:] = best[:GRID + 1 - step] + value
             better = cand > new
@@ -77,23 +114,25 @@ def select_ranks(layers: list[ConvLayer], weights: list[torch.Tensor], ratio: fl
         best = new
         choice.append(pick)
     ranks, at = [], int(np.argmax(best))
-    for layer_pick, unit in zip(reversed(choice), reversed(units)):
+    for layer_pick, layer in zip(reversed(choice), reversed(layers)):
         r = int(layer_pick[at])
         ranks.append(r)
-        at -= math.ceil(r * unit * scale)
+        at -= math.ceil(choice_cost(layer, r) * scale)
     return ranks[::-1]
 
 
 def ranks_cost(layers: list[ConvLayer], ranks: list[int]) -> int:
-    return sum(r * layer_costs(layer)[0] for layer, r in zip(layers, ranks))
+    """MACs of the layers at these ranks (0: dense)."""
+    return sum(choice_cost(layer, r) for layer, r in zip(layers, ranks))
 
 
 def lowrank_design(design: Design, indices: list[int], model: nn.Module, ratio: float) -> Design:
-    """`design` with the layers `indices` decomposed at the ranks chosen for `ratio` from `model`'s weights."""
+    """`design` with the layers `indices` decomposed at the ranks chosen for `ratio` from `model`'s weights;
+    a layer whose every saving rank loses to the budget's best use stays as it is (dense)."""
     layers = [design_layers(design)[i] for i in indices]
     weights = [model.get_submodule(layer.name).weight for layer in layers]
-    ranks = select_ranks(layers, weights, ratio)
-    return design.with_layers(LayerChoice.lowrank(ranks[indices.index(i)]) if i in indices else choice
+    ranks = dict(zip(indices, select_ranks(layers, weights, ratio)))
+    return design.with_layers(LayerChoice.lowrank(ranks[i]) if ranks.get(i) else choice
                               for i, choice in enumerate(design.layers))
 
 
@@ -111,14 +150,19 @@ def design_from_config(design: Design, text: str | bytes, where: str = "accnn co
         raise DesignError('expected {"conv_params": {layer: rank}, "fc_params": {}}', where)
     if raw.get("fc_params"):
         raise DesignError("fc_params: decomposing fully connected layers is not supported; leave it empty", where)
-    index = {layer.name: layer.index for layer in design_layers(design)}
+    convs = {layer.name: layer for layer in design_layers(design)}
     layers = list(design.layers)
     for name, rank in raw["conv_params"].items():
-        if name not in index:
-            raise DesignError(f"no convolution named {name!r} (have {', '.join(list(index)[:6])}, ...)", where)
+        if name not in convs:
+            raise DesignError(f"no convolution named {name!r} (have {', '.join(list(convs)[:6])}, ...)", where)
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise DesignError(f"the rank of {name} must be a positive integer, got {rank!r}", where)
-        layers[index[name]] = LayerChoice.lowrank(rank)
+        layer = convs[name]
+        costlier = why_not_lowrank(layer, rank)
+        if costlier and layer.spec.groups == 1 and rank <= max_rank(layer.spec.in_channels, layer.spec.out_channels,
+                                                                    layer.spec.kernel_size):
+            raise DesignError(costlier, where)  # (grouped convs and too-high ranks: validate says why)
+        layers[layer.index] = LayerChoice.lowrank(rank)
     return validate(design.with_layers(layers))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from designer.bench import NOISY
 from designer.design import design_from_json
 from designer.editing import summarize
 
@@ -25,16 +26,58 @@ def best_backend(result: dict) -> tuple[str, dict] | None:
     return min(ran, key=lambda item: item[1]["median_ms"]) if ran else None
 
 
+def auto_shortfall(result: dict) -> tuple[str, float] | None:
+    """(best fixed backend, how much slower auto was: 0.12 = 12%) when auto lost to a fixed backend timed in
+    the same run; None when it did not or either is missing. Auto's own number is never altered."""
+    backends = result.get("backends", {})
+    auto = backends.get("auto", {})
+    best = best_backend({"backends": {n: t for n, t in backends.items() if n != "auto"}})
+    if "median_ms" not in auto or best is None or auto["median_ms"] <= best[1]["median_ms"]:
+        return None
+    return best[0], auto["median_ms"] / best[1]["median_ms"] - 1
+
+
 def benchmark_bars(result: dict) -> list[dict]:
-    """Whole-network rows for a bar chart: dense first, then each backend, with the speed-up over dense."""
+    """Whole-network rows for a bar chart: dense first, then each backend, with the speed-up over dense, the
+    spread of its repeats (min, max, spread; None in results saved before they were kept), and a note on
+    auto when it lost to a fixed backend."""
     dense = result["dense"]
-    rows = [{"what": f"dense ({dense.get('layout', 'nchw')})", "median_ms": dense["median_ms"], "speedup": 1.0}]
+    rows = [{"what": f"dense ({dense.get('layout', 'nchw')})", **_spread_of(dense), "speedup": 1.0, "note": None}]
+    shortfall = auto_shortfall(result)
     for name, timing in result.get("backends", {}).items():
-        if "median_ms" in timing:
-            rows.append({"what": name, "median_ms": timing["median_ms"], "speedup": timing["speedup_vs_dense"]})
-        else:
+        if "median_ms" not in timing:
             rows.append({"what": name, "median_ms": None, "speedup": None, "error": timing.get("error", "failed")})
+            continue
+        note = None
+        if name == "auto" and shortfall:
+            note = f"auto's choice was {shortfall[1]:.0%} slower than {shortfall[0]} in this run"
+        rows.append({"what": name, **_spread_of(timing), "speedup": timing["speedup_vs_dense"], "note": note})
     return rows
+
+
+def _spread_of(timing: dict) -> dict:
+    spread = timing.get("spread")
+    return {"median_ms": timing["median_ms"], "min_ms": timing.get("min_ms"), "max_ms": timing.get("max_ms"),
+            "spread": spread, "repeats": timing.get("repeats"), "noisy": spread is not None and spread > NOISY}
+
+
+def benchmark_notes(result: dict) -> list[str]:
+    """What a reader must know before trusting a result: a busy machine, repeats that disagree, auto losing."""
+    notes = []
+    load, cores = result.get("load_average"), result.get("cpu_count")
+    if load is not None and cores and load > cores:
+        notes.append(f"The machine was busy: load average {load:.1f} on {cores} cores when the benchmark "
+                     "started, so other work shared the CPUs; the times are slower and noisier than on a quiet "
+                     "machine.")
+    for row in benchmark_bars(result):
+        if row.get("noisy"):
+            notes.append(f"{row['what']}: its {row['repeats']} repeats disagree by {row['spread']:.0%} "
+                         f"(max - min over the median, {row['min_ms']:.2f}..{row['max_ms']:.2f} ms); more repeats "
+                         "or a quieter machine give a firmer median.")
+        if row.get("note"):
+            notes.append(f"{row['note']}: its per-layer choices were measured once, on the first call, and "
+                         "did not hold for the whole network; the number shown is what auto really took.")
+    return notes
 
 
 def latency_for(design_json: dict, benchmarks: list[dict], batch_size: int | None = None) -> dict | None:

@@ -1,4 +1,4 @@
-"""Analyze page: per-layer params and FLOPs against the dense network, kernel shapes, totals, paper figures."""
+"""Analyze page: per-layer params and MACs/FLOPs against the dense network, kernel shapes, totals, paper figures."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from designer.analysis import layer_comparison, tap_usage, totals
+from designer.analysis import cost_name, kernel_groups, layer_comparison, layer_ranges, tap_usage, totals
 from designer.editing import network_label, summarize
 from designer.paper_figures import figures_for
 from pages import state
@@ -16,13 +16,15 @@ d = state.design()
 st.title("Analyze")
 st.caption(summarize(d))
 conv = state.convention_picker("analyze_convention")
+cost = cost_name(conv)
 t = totals(d, conv)
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Params", f"{t.params / 1e6:.4f}M", f"{t.params_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
-m2.metric("FLOPs", f"{t.flops / 1e6:.2f}M", f"{t.flops_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
+m2.metric(cost, f"{t.flops / 1e6:.2f}M", f"{t.flops_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
 m3.metric("Dense params", f"{t.dense_params / 1e6:.4f}M")
-m4.metric("Dense FLOPs", f"{t.dense_flops / 1e6:.2f}M", f"{t.flops_saving:.2f}x saved", delta_color="off", delta_arrow="off")
+m4.metric(f"Dense {cost}", f"{t.dense_flops / 1e6:.2f}M", f"{t.flops_saving:.2f}x saved", delta_color="off",
+          delta_arrow="off")
 
 figures = figures_for(d)
 if figures:
@@ -42,32 +44,55 @@ else:
 
 st.subheader("Per layer, against the dense network")
 rows = layer_comparison(d, conv)
-metric = st.segmented_control("Show", ["FLOPs", "params"], default="FLOPs", key="analyze_metric") or "FLOPs"
+c1, c2 = st.columns([3, 1])
+metric = c1.segmented_control("Show", [cost, "params"], default=cost, key="analyze_metric") or cost
+key = "FLOPs" if metric == cost else "params"
+log_y = c2.toggle("Log scale", value=len(rows) > 30, key="analyze_log",
+                  help="Layers of one network differ by orders of magnitude (a squeeze-excite 1x1 against a stem "
+                       "conv): a log scale shows the small ones")
+numbers = [str(i + 1) for i in range(len(rows))]  # short ticks; the layer's name is in the hover
 names = [r["layer"] for r in rows]
+hover = "%{customdata}<br>%{y:,.0f}<extra>%{fullData.name}</extra>"
 fig = go.Figure([
-    go.Bar(name="dense", x=names, y=[r[f"dense {metric}"] for r in rows], marker_color="#b0b7c3"),
-    go.Bar(name="this design", x=names, y=[r[metric] for r in rows], marker_color="#1f6feb"),
+    go.Bar(name="dense", x=numbers, y=[r[f"dense {key}"] for r in rows], customdata=names,
+           hovertemplate=hover, marker_color="#b0b7c3"),
+    go.Bar(name="this design", x=numbers, y=[r[key] for r in rows], customdata=names, hovertemplate=hover,
+           marker_color="#1f6feb"),
 ])
 fig.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=30, b=10),
+                  xaxis_title="layer (conv and linear, in forward order; hover for its name)",
                   yaxis_title=f"{metric} per image ({conv})", legend=dict(orientation="h", y=1.1))
+fig.update_yaxes(type="log" if log_y else "linear")
+fig.update_xaxes(type="category")
 st.plotly_chart(fig, key="layer_bars")
 
 st.subheader("Kernel shapes")
-st.caption("Each square is one convolution's k x k kernel: the share of its output channels that use each tap "
-           "(1 = every channel, as in a dense kernel).")
-usage = [u for u in tap_usage(d) if u["usage"] is not None]
-if usage:
-    cols = min(8, len(usage))
-    nrows = math.ceil(len(usage) / cols)
-    height = 165 * nrows + 30
-    heat = make_subplots(rows=nrows, cols=cols, horizontal_spacing=0.03, vertical_spacing=48 / height,
-                         subplot_titles=[f"{i + 1} · {u['layer']}<br>{u['choice']}" for i, u in enumerate(usage)])
-    for i, u in enumerate(usage):
-        z = u["usage"][::-1]  # row 0 at the top
+st.caption("Each square is a k x k kernel: the share of its output channels that use each tap (1 = every channel, "
+           "as in a dense kernel; a 1x1 conv has one tap, a depthwise conv a full k x k per channel). Layers with "
+           "the same kernel are drawn once, titled with their numbers.")
+groups = kernel_groups(d)
+not_drawn = [u for u in tap_usage(d) if u["usage"] is None]
+if groups:
+    cols = min(6, len(groups))
+    nrows = math.ceil(len(groups) / cols)
+    height = 190 * nrows + 30
+    heat = make_subplots(rows=nrows, cols=cols, horizontal_spacing=0.04, vertical_spacing=min(0.3, 60 / height),
+                         subplot_titles=[f"{g['choice']} {g['kernel']}<br>layer{'s' if len(g['indices']) > 1 else ''} "
+                                         f"{g['layers']}" for g in groups])
+    for i, g in enumerate(groups):
+        z = g["usage"][::-1]  # row 0 at the top
         heat.add_trace(go.Heatmap(z=z, zmin=0, zmax=1, colorscale="Blues", showscale=False, xgap=2, ygap=2,
                                   hovertemplate="share %{z:.2f}<extra></extra>"), row=i // cols + 1, col=i % cols + 1)
-    heat.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    heat.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor=None)
-    heat.update_annotations(font_size=9)
-    heat.update_layout(height=height, margin=dict(l=5, r=5, t=40, b=5))
+    heat.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    heat.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    for i in range(len(groups)):  # square cells: each y axis follows its own x axis
+        suffix = "" if i == 0 else str(i + 1)
+        heat.update_layout({f"yaxis{suffix}": dict(scaleanchor=f"x{suffix}", scaleratio=1)})
+    heat.update_annotations(font_size=11)
+    heat.update_layout(height=height, margin=dict(l=5, r=5, t=50, b=5))
     st.plotly_chart(heat, key="shape_heatmaps", config={"displayModeBar": False})
+if not_drawn:
+    kinds = {"hetconv": "HetConv", "blocksparse": "1xN", "lowrank": "low-rank"}
+    st.caption(f"Not drawn: layers {layer_ranges([u['index'] for u in not_drawn])} "
+               f"({', '.join(sorted({kinds.get(u['kind'], u['kind']) for u in not_drawn}))}): these kinds keep "
+               "every tap and save elsewhere (channels, blocks, rank); their cost is in the bars above.")

@@ -5,27 +5,36 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from designer import jobs
-from designer.bench import BACKENDS, MODES, BenchConfig, bench_design, bench_layers
+from designer.bench import BACKENDS, LIMITS, MODES, RUN_ERRORS, BenchConfig, bench_design, bench_layers, first_line
 from designer.editing import summarize
 from designer.errors import DesignError
-from designer.reports import benchmark_bars
+from designer.reports import benchmark_bars, benchmark_notes
 from pages import state
+
+INFER_BATCHES, TRAIN_BATCHES = [1, 8, 32, 64, 128], [2, 8, 32, 64, 128]  # a training step needs 2 (BatchNorm)
+DENSE_GREY, BACKEND_BLUE, MARKED = "#b0b7c3", "#1f6feb", "#d97706"
 
 d = state.design()
 st.title("Benchmark")
 st.caption(summarize(d))
 st.caption("Times the whole network (and optionally each convolution) for every chosen backend against the dense "
-           "network of the same architecture, in the same run: medians after warm-up; the dense baseline is the "
-           "faster of NCHW and channels-last. Results are saved, so runs can be compared later.")
+           "network of the same architecture, in the same run: medians after warm-up, with the min..max of the "
+           "repeats beside each; the dense baseline is the faster of NCHW and channels-last. Results are saved, so "
+           "runs can be compared later.")
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
 backends = c1.multiselect("Backends", BACKENDS, default=["decomposed", "auto"], key="bench_backends",
                           help="On the first call taichi compiles its kernels and auto times every backend on each "
                                "layer (reported apart, never in a median)")
-batch = c2.selectbox("Batch size", [1, 8, 32, 64, 128], index=0, key="bench_batch")
 mode = c3.selectbox("Step", MODES, key="bench_mode", format_func=lambda m: {"infer": "inference",
                                                                              "train": "training (fwd+bwd)"}[m])
-repeats = c4.number_input("Repeats", 1, 50, 5, key="bench_repeats")
+batches = TRAIN_BATCHES if mode == "train" else INFER_BATCHES
+if st.session_state.get("bench_batch") not in batches:
+    st.session_state.bench_batch = batches[0]
+batch = c2.selectbox("Batch size", batches, key="bench_batch",
+                     help="A training step starts at batch 2: BatchNorm normalises by the batch's own statistics, "
+                          "which one image cannot give")
+repeats = c4.number_input("Repeats", LIMITS["repeats"][0], 50, 5, key="bench_repeats")
 per_layer = st.checkbox("Also time each convolution alone (slower)", key="bench_layers")
 
 if st.button("Run benchmark", key="run_bench", type="primary", disabled=not backends):
@@ -36,52 +45,80 @@ if st.button("Run benchmark", key="run_bench", type="primary", disabled=not back
         result = bench_design(d, list(backends), config,
                               progress=lambda what, f: bar.progress(min(f * (1 - layer_share), 1.0),
                                                                     text=f"timing {what}..."))
-        if per_layer:
-            result["layers"] = {}
-            for i, name in enumerate(backends):
-                bar.progress((1 - layer_share) + layer_share * i / len(backends), text=f"per layer: {name}...")
-                try:
-                    result["layers"][name] = bench_layers(d, name, config)
-                except (ValueError, ImportError, RuntimeError) as err:
-                    result["layers"][name] = {"error": str(err).splitlines()[0]}
-        bar.progress(1.0, text="done")
-        jobs.open_store().add_benchmark(d.to_json(), ",".join(backends), int(batch), mode, result)
-        st.session_state.bench_result = {"design": d.to_json(), "result": result}
     except DesignError as err:
         st.error(str(err))
+        result = None
+    if result is not None and per_layer:  # a per-layer failure is shown there; the whole-network result stays
+        result["layers"] = {}
+        for i, name in enumerate(backends):
+            bar.progress((1 - layer_share) + layer_share * i / len(backends), text=f"per layer: {name}...")
+            try:
+                result["layers"][name] = bench_layers(d, name, config)
+            except (DesignError, *RUN_ERRORS) as err:
+                result["layers"][name] = {"error": first_line(err)}
+    if result is not None:
+        jobs.open_store().add_benchmark(d.to_json(), ",".join(backends), int(batch), mode, result)
+        st.session_state.bench_result = {"design": d.to_json(), "result": result}
     bar.empty()
+
+
+def spread_text(row: dict) -> str:
+    if row.get("min_ms") is None:
+        return "spread not recorded"
+    n = row["repeats"]
+    return (f"{row['min_ms']:.2f}..{row['max_ms']:.2f} ms over {n} repeat{'s' if n > 1 else ''}"
+            + (f", spread {row['spread']:.0%}" if row["noisy"] else ""))
+
 
 shown = st.session_state.get("bench_result")
 if shown and shown["design"] == d.to_json():
     result = shown["result"]
     rows = benchmark_bars(result)
     st.subheader(f"Whole network, batch {result['batch_size']}, {result['mode']}, {result['threads']} threads")
+    for note in benchmark_notes(result):
+        st.warning(note)
     cols = st.columns(len(rows))
     for col, row in zip(cols, rows):
         if row["median_ms"] is None:
-            col.metric(row["what"], "failed", help=row.get("error"))
-        else:
-            col.metric(row["what"], f"{row['median_ms']:.2f} ms",
-                       None if row["speedup"] == 1.0 else f"{row['speedup']:.2f}x vs dense",
-                       delta_color="normal" if row["speedup"] and row["speedup"] >= 1 else "inverse")
+            col.metric(row["what"], "failed")
+            col.text(row.get("error"))  # the error as text: it may echo user input
+            continue
+        label = row["what"] + (" *" if row["note"] else "")
+        col.metric(label, f"{row['median_ms']:.2f} ms",
+                   None if row["speedup"] == 1.0 else f"{row['speedup']:.2f}x vs dense",
+                   delta_color="normal" if row["speedup"] and row["speedup"] >= 1 else "inverse",
+                   help=row["note"])
+        col.caption(("⚠ " if row["noisy"] else "") + spread_text(row))
     ok_rows = [r for r in rows if r["median_ms"] is not None]
-    fig = go.Figure(go.Bar(x=[r["what"] for r in ok_rows], y=[r["median_ms"] for r in ok_rows],
-                           text=[f"{r['speedup']:.2f}x" for r in ok_rows], textposition="outside",
-                           marker_color=["#b0b7c3"] + ["#1f6feb"] * (len(ok_rows) - 1)))
-    fig.update_layout(height=320, yaxis_title="median ms", margin=dict(l=10, r=10, t=30, b=10))
+    spreads = all(r.get("min_ms") is not None for r in ok_rows)
+    fig = go.Figure(go.Bar(
+        x=[r["what"] + (" *" if r["note"] else "") for r in ok_rows], y=[r["median_ms"] for r in ok_rows],
+        text=[f"{r['speedup']:.2f}x" for r in ok_rows], textposition="outside",
+        error_y=dict(type="data", symmetric=False, array=[r["max_ms"] - r["median_ms"] for r in ok_rows],
+                     arrayminus=[r["median_ms"] - r["min_ms"] for r in ok_rows], color="#555") if spreads else None,
+        marker_color=[DENSE_GREY] + [MARKED if r["note"] else BACKEND_BLUE for r in ok_rows[1:]],
+        marker_pattern_shape=[""] + ["/" if r["note"] else "" for r in ok_rows[1:]]))
+    fig.update_layout(height=320, yaxis_title="median ms (whiskers: min..max)", margin=dict(l=10, r=10, t=30, b=10))
     st.plotly_chart(fig, key="bench_bars")
-    st.caption(f"FLOP ratio dense/design: {result['flop_ratio']:.2f}x (macs).")
+    st.caption(f"MAC ratio dense/design: {result['flop_ratio']:.2f}x (multiply-accumulates of conv and linear "
+               "layers)." + (" * auto lost to a fixed backend in this run (see the note above)."
+                             if any(r.get("note") for r in rows) else ""))
     if result.get("layers"):
         st.subheader("Per convolution")
         fig = go.Figure()
         first = True
         for name, layers in result["layers"].items():
             if isinstance(layers, dict):
-                st.caption(f"{name}: {layers['error']}")
+                st.error(f"per layer, {name}: could not run")
+                st.text(layers["error"])
                 continue
+            failed = [r for r in layers if "error" in r]
+            for r in failed:
+                st.caption(f"{name}, {r['name']}: could not run")
+            layers = [r for r in layers if "error" not in r]
             if first:
                 fig.add_bar(name="dense", x=[r["name"] for r in layers], y=[r["dense_ms"] for r in layers],
-                            marker_color="#b0b7c3")
+                            marker_color=DENSE_GREY)
                 first = False
             fig.add_bar(name=name, x=[r["name"] for r in layers], y=[r["design_ms"] for r in layers],
                         customdata=[r["speedup_vs_dense"] for r in layers],
@@ -99,5 +136,6 @@ else:
     for b in saved:
         for row in benchmark_bars(b["result"]):
             table.append({"id": b["id"], "batch": b["batch_size"], "step": b["mode"], "backend": row["what"],
-                          "median ms": row["median_ms"], "speed-up vs dense": row["speedup"]})
+                          "median ms": row["median_ms"], "min ms": row.get("min_ms"), "max ms": row.get("max_ms"),
+                          "speed-up vs dense": row["speedup"], "note": row.get("note") or ""})
     st.dataframe(table, hide_index=True, width="stretch", key="bench_saved")

@@ -1,10 +1,12 @@
 """The benchmark times every backend against the dense network in one run, same weights."""
 import json
+from dataclasses import replace
 
 import pytest
 
-from designer.bench import BenchConfig, bench_design, bench_layers, resolve_backends, time_interleaved
-from designer.build import dense_design
+from designer.bench import (BenchConfig, bench_design, bench_layers, check_config, resolve_backends,
+                            time_interleaved)
+from designer.build import dense_design, design_layers
 from designer.design import LayerChoice, Network
 from designer.errors import DesignError
 from tests.designer.test_core_cli import designer
@@ -46,8 +48,73 @@ def test_training_step_and_per_layer_timings():
 def test_bad_options_are_refused():
     with pytest.raises(DesignError, match="--backend: unknown backend 'cudnn'"):
         resolve_backends("cudnn")
-    with pytest.raises(DesignError, match="--batch-size: batch size must be at least 1"):
+    with pytest.raises(DesignError, match=r"--batch-size: batch size must be an integer in 1\.\.1024, got 0"):
         bench_design(TINY, ["reference"], BenchConfig(batch_size=0))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, r"--batch-size: batch size must be an integer in 1\.\.1024, got 0"),
+    ("batch_size", 10**7, r"--batch-size: batch size must be an integer in 1\.\.1024, got 10000000"),
+    ("batch_size", 2.5, r"--batch-size: batch size must be an integer in 1\.\.1024, got 2\.5"),
+    ("repeats", 0, r"--repeats: repeats must be an integer in 1\.\.1000, got 0"),
+    ("repeats", 1001, r"--repeats: repeats must be an integer in 1\.\.1000, got 1001"),
+    ("repeats", True, r"--repeats: repeats must be an integer in 1\.\.1000, got True"),
+    ("warmup", -1, r"--warmup: warmup must be an integer in 0\.\.100, got -1"),
+    ("warmup", 101, r"--warmup: warmup must be an integer in 0\.\.100, got 101"),
+    ("warmup", 10**300, r"--warmup: warmup must be an integer in 0\.\.100, got 1000000000000000000\d\.\.\.$"),
+    ("mode", "eval", r"--mode: unknown mode 'eval' \(choose one of infer, train\)"),
+])
+def test_each_config_field_out_of_range_is_one_clear_error_with_the_range(field, value, message):
+    with pytest.raises(DesignError, match=message):
+        check_config(replace(BenchConfig(), **{field: value}))
+
+
+def test_a_training_step_at_batch_1_is_refused_with_the_reason_not_a_batchnorm_traceback():
+    vgg = dense_design(Network("vgg", 11))  # its classifier's BatchNorm1d cannot train on one image
+    with pytest.raises(DesignError, match="--batch-size: a training step needs batch size at least 2: BatchNorm"):
+        bench_design(vgg, ["reference"], BenchConfig(batch_size=1, repeats=1, warmup=0, mode="train"))
+    assert check_config(BenchConfig(batch_size=2, mode="train")).batch_size == 2
+    assert check_config(BenchConfig(batch_size=1, mode="infer")).batch_size == 1
+
+
+def test_a_call_that_raises_is_its_own_one_line_error_and_the_others_are_still_timed():
+    def broken():
+        raise RuntimeError("Expected more than 1 value per channel when training\n  (the rest of a long message)")
+    timings = time_interleaved({"dense": lambda: None, "design": broken}, BenchConfig(repeats=2, warmup=1))
+    assert timings["design"] == {"error": "RuntimeError: Expected more than 1 value per channel when training"}
+    assert timings["dense"]["repeats"] == 2
+
+
+def test_a_backend_that_fails_when_it_runs_is_reported_and_the_dense_baseline_kept(monkeypatch):
+    import models.layers.ask as ask
+
+    def fail(self, x):
+        raise RuntimeError("this backend cannot take the input")
+    monkeypatch.setitem(ask.ASK_BACKENDS, "decomposed", fail)
+    result = bench_design(TINY, ["reference", "decomposed"], BenchConfig(batch_size=2, repeats=1, warmup=0))
+    assert result["backends"]["decomposed"]["error"].startswith("RuntimeError: this backend cannot take the input")
+    assert result["dense"]["median_ms"] > 0 and result["backends"]["reference"]["median_ms"] > 0
+
+
+def test_every_timing_has_its_spread_and_the_result_the_machine_load():
+    timings = time_interleaved({"a": lambda: None}, BenchConfig(repeats=3, warmup=0))["a"]
+    assert timings["spread"] == pytest.approx((timings["max_ms"] - timings["min_ms"]) / timings["median_ms"])
+    result = bench_design(TINY, ["reference"], BenchConfig(batch_size=2, repeats=2, warmup=0))
+    assert result["cpu_count"] >= 1 and result["load_average"] >= 0
+    assert result["backends"]["reference"]["spread"] >= 0 and result["dense"]["spread"] >= 0
+
+
+def test_a_padding_free_network_is_timed_against_its_padding_free_dense_network():
+    """The padding-free MobileNetV2 has a stem of 3 convs the plain one lacks: per-layer timing found no
+    dense 'backbone.init_conv.stem_1.conv' and the whole network's ratio was against the other network."""
+    padfree = dense_design(Network("mobilenetv2", 0), padfree=True)
+    stem = [layer.name for layer in design_layers(padfree)][:3]
+    rows = bench_layers(padfree, "reference", BenchConfig(batch_size=2, repeats=1, warmup=0), names=stem)
+    assert [r["name"] for r in rows] == stem and all(r["dense_ms"] > 0 and r["design_ms"] > 0 for r in rows)
+    assert all(r["dense_min_ms"] <= r["dense_ms"] <= r["dense_max_ms"] for r in rows)
+    small = dense_design(Network("resnet_proj", 8), padfree=True)
+    result = bench_design(small, ["reference"], BenchConfig(batch_size=2, repeats=1, warmup=0))
+    assert result["flop_ratio"] == 1.0  # the dense design against itself
 
 
 def test_cli_json_contract():

@@ -6,8 +6,10 @@ import torch.nn.functional as F
 from designer.build import build_model, dense_design, design_layers
 from designer.design import Network
 from designer.errors import DesignError
-from designer.lowrank import (config_json, decompose_model, design_from_config, layer_costs, lowrank_design,
-                              ranks_cost, select_ranks)
+from designer.counting import count_design
+from designer.design import LayerChoice
+from designer.lowrank import (choice_cost, config_json, decompose_model, design_from_config, largest_saving_rank,
+                              layer_costs, lowrank_design, lowrank_saves, ranks_cost, select_ranks, singular_values)
 from designer.variants import lowrank_layers
 from models.layers.lowrank import LowRankConv2d, max_rank
 
@@ -56,9 +58,46 @@ def test_selected_ranks_fit_the_budget(ratio):
     layers = [design_layers(base)[i] for i in indices]
     ranks = [design.layers[i].rank for i in indices]
     assert ranks_cost(layers, ranks) <= sum(layer_costs(c)[1] for c in layers) / ratio
-    assert all(1 <= r <= c.spec.out_channels for r, c in zip(ranks, layers))
-    loose = select_ranks(layers, [model.get_submodule(c.name).weight for c in layers], max(1.0, ratio / 2))
-    assert sum(loose) >= sum(ranks)  # more budget, no fewer ranks
+    assert all(r == 0 or (1 <= r <= c.spec.out_channels and lowrank_saves(c, r)) for r, c in zip(ranks, layers))
+    weights = [model.get_submodule(c.name).weight for c in layers]
+    loose = select_ranks(layers, weights, max(1.0, ratio / 2))
+    assert kept_energy(weights, loose) >= kept_energy(weights, ranks)  # more budget, no less of the spectrum
+
+
+def kept_energy(weights, ranks) -> float:
+    """accnn's objective: sum over layers of log(sum of the singular values kept); rank 0 (dense) keeps all."""
+    total = 0.0
+    for weight, r in zip(weights, ranks):
+        s = singular_values(weight)
+        total += float(s.sum().log() if r == 0 else s[:r].sum().log())
+    return total
+
+
+def test_a_layer_whose_low_rank_costs_more_than_dense_stays_dense():
+    """VGG's first conv (3 -> 64) at rank 9 takes 1,852,416 MACs against the dense 1,769,472."""
+    base = dense_design(Network("vgg", 11))
+    first = design_layers(base)[0]
+    assert [lowrank_saves(first, r) for r in (8, 9)] == [True, False] and largest_saving_rank(first) == 8
+    assert choice_cost(first, 9) == count_design(base.with_layers([LayerChoice.lowrank(9), *base.layers[1:]]),
+                                                 "macs").layers[1].flops + 82_944 == 1_852_416
+    torch.manual_seed(3)
+    model = build_model(base)
+    design = lowrank_design(base, [0, 1], model, 1.05)  # a loose budget: rank 9 would have the most value
+    assert design.layers[0].kind == "dense" or lowrank_saves(first, design.layers[0].rank)
+    with pytest.raises(DesignError, match="rank 9 on feature.0 costs 1,852,416 MACs, not fewer than the dense "
+                                          "conv's 1,769,472: rank 8 or less saves MACs"):
+        design_from_config(base, '{"conv_params": {"feature.0": 9}}')
+
+
+def test_costs_are_the_counted_macs_of_each_form_also_on_strided_layers():
+    base = dense_design(Network("resnet", 8))
+    for layer in design_layers(base):
+        rank = max(1, largest_saving_rank(layer))
+        lowrank = base.with_layers(LayerChoice.lowrank(rank) if i == layer.index else c
+                                   for i, c in enumerate(base.layers))
+        counted = sum(e.flops for e in count_design(lowrank, "macs").layers if e.name.startswith(layer.name + "."))
+        assert counted == choice_cost(layer, rank), layer.name
+        assert count_design(base, "macs").layers[layer.index].flops == choice_cost(layer, 0)
 
 
 def test_ratio_out_of_reach():
