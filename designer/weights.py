@@ -20,7 +20,6 @@ import torch
 import torch.nn as nn
 
 from designer.build import build_model, design_layers, validate
-from designer.checkpoints import FORMAT as CHECKPOINT_FORMAT
 from designer.design import DENSE, Design, design_from_json
 from designer.errors import DesignError
 from models.layers.ask import AskConv2d
@@ -84,12 +83,12 @@ def dense_weights_of(design: Design, state_dict: dict, where: str = "state_dict"
     layers = design_layers(design)
     source = design.with_layers(DENSE if f"{layer.name}.weight" in state else choice
                                 for layer, choice in zip(layers, design.layers))
-    with torch.random.fork_rng():  # a throwaway build must not move the caller's random stream
+    with torch.random.fork_rng(devices=[]):  # a throwaway CPU build must not move the caller's random stream
         model = build_model(source)
     expected = model.state_dict()
     _check_fits({k: tuple(v.shape) for k, v in expected.items()}, state, where)
     model.load_state_dict(state)
-    variant = [layer.name for layer, choice in zip(layers, source.layers) if choice.kind != "dense"]
+    variant = {layer.name: layer for layer, choice in zip(layers, source.layers) if choice.kind != "dense"}
     dense: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         owner = next((name for name in variant if key.startswith(name + ".")), None)
@@ -98,9 +97,10 @@ def dense_weights_of(design: Design, state_dict: dict, where: str = "state_dict"
         elif f"{owner}.weight" not in dense:
             module = model.get_submodule(owner)
             dense[f"{owner}.weight"] = module.dense_weight().detach()
-            bias = _bias_of(module)
-            if bias is not None:
-                dense[f"{owner}.bias"] = bias.detach()
+            if variant[owner].spec.bias:  # an ASK layer has none: its dense equivalent's is zero
+                bias = _bias_of(module)
+                dense[f"{owner}.bias"] = torch.zeros(variant[owner].spec.out_channels) if bias is None \
+                    else bias.detach()
     return dense
 
 
@@ -113,18 +113,29 @@ def load_start_weights(model: nn.Module, design: Design, source) -> str:
     HetConv its kept parts, 1xN computes its masks from it (L1 norms), low-rank
     decomposes it (accnn SVD at the layer's rank).
     """
+    dense, description = dense_start_weights(design, source)
+    load_dense_weights(model, design, dense, _where(source))
+    return description
+
+
+def dense_start_weights(design: Design, source) -> tuple[dict[str, torch.Tensor], str]:
+    """(the dense state_dict of the network, what it was) from a path or state_dict, as load_start_weights reads it.
+
+    A run checkpoint's own design says how its layers are stored; otherwise they are dense or `design`'s.
+    What e.g. lowrank_by_ratio(..., weights=) and the 1xN / low-rank previews of the Design page take.
+    """
+    where = _where(source)
     if isinstance(source, dict):
-        start, where = StartWeights(as_state_dict(source), None, "the given state_dict"), "state_dict"
+        start = StartWeights(as_state_dict(source, where), None, "the given state_dict")
     else:
-        start, where = read_weights(source), str(source)
-    dense = dense_weights_of(start.design or design, start.state_dict, where)
-    load_dense_weights(model, design, dense, where)
-    return start.description
+        start = read_weights(source)
+    return dense_weights_of(start.design or design, start.state_dict, where), start.description
 
 
 @torch.no_grad()
 def load_dense_weights(model: nn.Module, design: Design, dense: dict, where: str = "state_dict") -> None:
     """Load a dense state_dict of the design's network into `model`, each conv by its kind."""
+    dense = as_state_dict(dense, where)
     layers = design_layers(validate(design))
     names = [layer.name for layer in layers]
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
@@ -153,6 +164,10 @@ def load_dense_weights(model: nn.Module, design: Design, dense: dict, where: str
             module.set_from_dense(weight)
         else:
             module.set_from_dense(weight, bias)
+
+
+def _where(source) -> str:
+    return "state_dict" if isinstance(source, dict) else str(source)
 
 
 def _bias_of(module: nn.Module) -> torch.Tensor | None:

@@ -63,6 +63,13 @@ def test_a_dense_state_dict_in_the_dense_design_gives_the_source_logits_exactly(
         assert torch.equal(model(x_batch()), source(x_batch()))
 
 
+def test_a_data_parallel_state_dict_loads_without_its_module_prefix():
+    source = trained()
+    model = started(DENSE8, {f"module.{k}": v for k, v in source.state_dict().items()})
+    with torch.no_grad():
+        assert torch.equal(model(x_batch()), source(x_batch()))
+
+
 def test_an_ask_design_gives_the_logits_of_the_dense_network_with_its_inactive_taps_zeroed():
     choices = {i: LayerChoice.preset("ASK_5a" if i < 4 else "ASK_2") for i in range(7)}
     source = trained()
@@ -220,3 +227,16 @@ def test_a_checkpoint_of_another_network_names_the_tensor_and_both_shapes(tmp_pa
     with pytest.raises(DesignError, match=r"conv1\.weight is missing: the design expects a tensor of shape "
                                           r"\(16, 3, 3, 3\)"):
         load_start_weights(build_model(DENSE8), DENSE8, vgg)
+
+
+def test_a_conv_bias_an_ask_layer_cannot_hold_is_refused_unless_zero():
+    dense = dense_design(Network("vgg_hetconv", 11, "cifar10"))  # its first conv has a bias
+    ask = dense.with_layers([LayerChoice.preset("ASK_5a"), *dense.layers[1:]])
+    weights = trained(dense).state_dict()
+    weights["features.0.bias"] = torch.zeros(64)
+    model = build_model(ask)
+    load_start_weights(model, ask, weights)
+    assert torch.equal(dense_weights_of(ask, model.state_dict())["features.0.bias"], torch.zeros(64))
+    weights["features.0.bias"] = torch.ones(64)
+    with pytest.raises(DesignError, match=r"features\.0\.bias: an ASK layer has no bias, and this conv's is not zero"):
+        load_start_weights(build_model(ask), ask, weights)
