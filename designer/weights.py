@@ -132,20 +132,25 @@ def dense_start_weights(design: Design, source) -> tuple[dict[str, torch.Tensor]
     return dense_weights_of(start.design or design, start.state_dict, where), start.description
 
 
+def check_start_weights(design: Design, source) -> str:
+    """What `source` is, once it is known to fit `design` (DesignError if not): a check before a run is queued.
+
+    Reads and converts the weights but builds the design on the meta device, so nothing is decomposed.
+    """
+    dense, description = dense_start_weights(design, source)
+    with torch.device("meta"):
+        model = build_model(design)
+    _check_fits(_dense_shapes(model, design_layers(validate(design))), dense, _where(source))
+    return description
+
+
 @torch.no_grad()
 def load_dense_weights(model: nn.Module, design: Design, dense: dict, where: str = "state_dict") -> None:
     """Load a dense state_dict of the design's network into `model`, each conv by its kind."""
     dense = as_state_dict(dense, where)
     layers = design_layers(validate(design))
     names = [layer.name for layer in layers]
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()
-                if not any(k.startswith(name + ".") for name in names)}
-    for layer in layers:
-        s = layer.spec
-        expected[f"{layer.name}.weight"] = (s.out_channels, s.in_channels // s.groups, s.kernel_size, s.kernel_size)
-        if s.bias:
-            expected[f"{layer.name}.bias"] = (s.out_channels,)
-    _check_fits(expected, dense, where)
+    _check_fits(_dense_shapes(model, layers), dense, where)
     conv_keys = {f"{name}.{part}" for name in names for part in ("weight", "bias")}
     model.load_state_dict({k: v for k, v in dense.items() if k not in conv_keys}, strict=False)
     for layer in layers:
@@ -164,6 +169,19 @@ def load_dense_weights(model: nn.Module, design: Design, dense: dict, where: str
             module.set_from_dense(weight)
         else:
             module.set_from_dense(weight, bias)
+
+
+def _dense_shapes(model: nn.Module, layers) -> dict[str, tuple]:
+    """The tensor shapes of the dense network of `model` (a build of any design of it)."""
+    names = [layer.name for layer in layers]
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()
+              if not any(k.startswith(name + ".") for name in names)}
+    for layer in layers:
+        s = layer.spec
+        shapes[f"{layer.name}.weight"] = (s.out_channels, s.in_channels // s.groups, s.kernel_size, s.kernel_size)
+        if s.bias:
+            shapes[f"{layer.name}.bias"] = (s.out_channels,)
+    return shapes
 
 
 def _where(source) -> str:
@@ -212,3 +230,21 @@ def _first_reason(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     reason = next((line for line in lines if "Unsupported global" in line), lines[0] if lines else "")
     return f"{type(err).__name__}: {reason[:160]}" if reason else type(err).__name__
+
+
+def same_network(a: Design, b: Design) -> bool:
+    """Whether weights of one design's network fit the other's: same architecture, depth, padding-free
+    switch and number of classes (the data set may differ)."""
+    from designer.data import dataset_info
+    return (a.network.arch, a.network.depth, a.padfree, dataset_info(a.network.dataset).num_classes) == \
+        (b.network.arch, b.network.depth, b.padfree, dataset_info(b.network.dataset).num_classes)
+
+
+def run_weights_path(run: dict) -> Path:
+    """The newest checkpoint of a run (a row of designer.store): the file a design starts from."""
+    from designer.checkpoints import list_checkpoints
+    found = list_checkpoints(Path(run["run_dir"])) if run.get("run_dir") else []
+    if not found:
+        raise DesignError(f"run {run['id']} has no checkpoint yet (one is written every epoch and every minute)",
+                          "start from")
+    return found[0]

@@ -10,7 +10,7 @@ from designer.design import LayerChoice, Network
 from designer.errors import DesignError
 from designer.lowrank import select_ranks
 from designer.shapes import preset_shapes
-from designer.weights import dense_weights_of, load_start_weights, read_state_dict
+from designer.weights import check_start_weights, dense_weights_of, load_start_weights, read_state_dict
 from models.layers.hetconv import HetConv2d
 
 RESNET8 = Network("resnet", 8, "cifar10")
@@ -240,3 +240,13 @@ def test_a_conv_bias_an_ask_layer_cannot_hold_is_refused_unless_zero():
     weights["features.0.bias"] = torch.ones(64)
     with pytest.raises(DesignError, match=r"features\.0\.bias: an ASK layer has no bias, and this conv's is not zero"):
         load_start_weights(build_model(ask), ask, weights)
+
+
+def test_weights_are_checked_against_a_design_before_a_run_is_queued(tmp_path):
+    path = tmp_path / "c100.pt"
+    torch.save(trained(dense_design(Network("resnet", 8, "cifar100"))).state_dict(), path)
+    lowrank = with_layers({i: LayerChoice.lowrank(4) for i in range(1, 7)})
+    with pytest.raises(DesignError, match=r"fc\.weight has shape \(100, 64\), the design expects \(10, 64\)"):
+        check_start_weights(lowrank, path)
+    torch.save(trained().state_dict(), path)
+    assert check_start_weights(lowrank, path) == "state_dict from c100.pt"
