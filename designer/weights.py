@@ -86,9 +86,16 @@ def dense_weights_of(design: Design, state_dict: dict, where: str = "state_dict"
     with torch.random.fork_rng(devices=[]):  # a throwaway CPU build must not move the caller's random stream
         model = build_model(source)
     expected = model.state_dict()
+    variant = {layer.name: layer for layer, choice in zip(layers, source.layers) if choice.kind != "dense"}
+    for name, layer in variant.items():
+        own = [k for k in expected if k.startswith(name + ".")]
+        if not all(k in state for k in own):
+            found = [k for k in state if k.startswith(name + ".")]
+            raise DesignError(f"{name}: neither a dense weight ({name}.weight) nor the tensors of the design's "
+                              f"{design.layers[layer.index].kind} layer ({', '.join(own)}) are there; found "
+                              f"{', '.join(found) or 'nothing'}", where)
     _check_fits({k: tuple(v.shape) for k, v in expected.items()}, state, where)
     model.load_state_dict(state)
-    variant = {layer.name: layer for layer, choice in zip(layers, source.layers) if choice.kind != "dense"}
     dense: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         owner = next((name for name in variant if key.startswith(name + ".")), None)

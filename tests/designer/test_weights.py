@@ -250,3 +250,13 @@ def test_weights_are_checked_against_a_design_before_a_run_is_queued(tmp_path):
         check_start_weights(lowrank, path)
     torch.save(trained().state_dict(), path)
     assert check_start_weights(lowrank, path) == "state_dict from c100.pt"
+
+
+def test_weights_of_another_design_without_its_design_say_what_the_layer_holds():
+    ask = with_layers({1: LayerChoice.preset("ASK_2")})
+    weights = trained(ask).state_dict()  # as `export --format weights` writes them: no design inside
+    one_by_n = with_layers({1: LayerChoice.blocksparse(4, 0.5)})
+    with pytest.raises(DesignError, match=r"layer1\.0\.conv1: neither a dense weight \(layer1\.0\.conv1\.weight\) "
+                                          r"nor the tensors of the design's blocksparse layer .*values.*; "
+                                          r"found layer1\.0\.conv1\.weights\.0"):
+        load_start_weights(build_model(one_by_n), one_by_n, weights)
