@@ -14,8 +14,9 @@ from designer import jobs
 from designer.build import build_model
 from designer.cli import CliParser, add_model_options, design_from_args, load_weights
 from designer.export import FORMATS, export
-from designer.store import RunStore
+from designer.store import RunStore, repair_store
 from designer.train import SCHEDULES, HParams
+from designer.workspace import workspace_home
 
 HOME_HELP = "workspace folder (default ./workspace or $KERNEL_STUDIO_HOME)"
 DEFAULTS = HParams()
@@ -39,7 +40,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", type=int, help="DataLoader workers (default 0)")
     group.add_argument("--log-every", "--log-interval", dest="log_every", type=int,
                        help=f"steps between step metrics (default {DEFAULTS.log_every})")
-    group.add_argument("--checkpoint-every", type=int, help="steps between extra checkpoints (default: per epoch)")
+    group.add_argument("--checkpoint-every", type=int, help="steps between extra checkpoints (default: by epoch and time)")
+    group.add_argument("--checkpoint-every-s", type=float, metavar="S",
+                       help=f"seconds of training between extra checkpoints: a kill loses at most that "
+                            f"(default {DEFAULTS.checkpoint_every_s:g}; 0: off)")
+    group.add_argument("--log-every-s", type=float, metavar="S",
+                       help=f"seconds between step metrics, besides --log-every (default {DEFAULTS.log_every_s:g}; 0: off)")
+    group.add_argument("--data-limit", type=int, metavar="N", help="train and test on the first N images of each split")
     group.add_argument("--eval-batch-size", "--test-batch-size", dest="eval_batch_size", type=int)
     group.add_argument("--data", choices=["synthetic"], help="train on the small synthetic set (tests)")
     group.add_argument("--data-root", metavar="DIR", help="where data sets are (default <workspace>/data)")
@@ -50,7 +57,10 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def hparams_from_args(args) -> HParams:
+    """The options given, over HParams' defaults; --checkpoint FILE is the start weights (init_from)."""
     given = {f.name: getattr(args, f.name) for f in fields(HParams) if getattr(args, f.name, None) is not None}
+    if getattr(args, "checkpoint", None):
+        given["init_from"] = args.checkpoint
     return HParams(**given).checked()
 
 
@@ -94,8 +104,10 @@ def cmd_runs(args) -> dict:
     elif args.action == "tick":
         result = {"started": jobs.tick(home)}
     elif args.action == "delete":
-        jobs.delete_run(args.run_id, home)
+        jobs.delete_run(args.run_id, home, force=args.force)
         result = {"deleted": args.run_id}
+    elif args.action == "repair":
+        result = {"repaired": repair_store(workspace_home(home).resolve() / "runs.db")}
     else:
         action = {"stop": jobs.stop_run, "resume": jobs.resume_run}[args.action]
         result = {"run": _summary(action(args.run_id, home))}
@@ -104,18 +116,24 @@ def cmd_runs(args) -> dict:
             print("no runs yet: start one with `python -m designer runs start [model options]`")
         for run in result.get("runs", [result["run"]] if "run" in result else []):
             best = f"{run['best_acc']:.2f}%" if run["best_acc"] is not None else "-"
+            resumes = f"resumes from step {run['resume_step']}" if run["status"] in ("stopped", "interrupted",
+                                                                                    "failed") else ""
             print(f"{run['id']:5d} {run['status']:12s} epoch {run['epoch']:3d} step {run['step']:6d} "
-                  f"best {best:>7s}  {run['name']}")
+                  f"best {best:>7s}  {run['name']}  {resumes}".rstrip())
         if "started" in result:
             print(f"started {result['started'] or 'nothing'}")
         if "deleted" in result:
             print(f"deleted run {result['deleted']}")
+        if "repaired" in result:
+            repaired = result["repaired"]
+            kept = ", ".join(f"{n} {table}" for table, n in repaired["rows"].items())
+            print(f"salvaged {kept} rows into a fresh {repaired['store']}; the old file is {repaired['corrupt_copy']}")
     return result
 
 
 def _summary(run: dict) -> dict:
-    keys = ("id", "name", "status", "pid", "epoch", "step", "best_acc", "params", "flops", "run_dir", "error",
-            "created", "started", "finished")
+    keys = ("id", "name", "status", "pid", "epoch", "step", "resume_step", "best_acc", "params", "flops", "run_dir",
+            "error", "created", "started", "finished")
     return {k: run[k] for k in keys}
 
 
@@ -147,6 +165,10 @@ def add_commands(commands) -> None:
         sub = actions.add_parser(name, help=f"{name} a run")
         sub.add_argument("run_id", type=int, metavar="ID")
         sub.add_argument("--home", help=HOME_HELP)
+    actions.choices["delete"].add_argument("--force", action="store_true",
+                                           help="stop a queued or running run first (else refused)")
+    actions.add_parser("repair", help="salvage a corrupted run store's readable rows into a fresh one "
+                                      "(the old file is kept)").add_argument("--home", help=HOME_HELP)
     for sub in actions.choices.values():
         sub.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     runs.set_defaults(run=cmd_runs)

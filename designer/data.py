@@ -12,6 +12,7 @@ ask for by name. A missing data set is a DesignError saying how to get it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
 import shutil
 import sys
@@ -31,12 +32,13 @@ class DatasetInfo:
     num_classes: int
     input_size: int = 32
     in_channels: int = 3
+    train_size: int = 50_000  # training images: the largest batch a run can ask for
 
 
 DATASETS = {
     "cifar10": DatasetInfo("cifar10", 10),
     "cifar100": DatasetInfo("cifar100", 100),
-    "fashion-mnist": DatasetInfo("fashion-mnist", 10),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 10, train_size=60_000),
 }
 
 
@@ -72,8 +74,10 @@ def prepare_fashion_mnist(root: Path, source: Path = DEBIAN_FASHION_MNIST) -> Pa
 
 # ---------------------------------------------------------------------------
 # Loaders. Images live in memory as uint8 tensors (N, C, 32, 32) and are
-# augmented per sample with tensor ops: no PIL, cheap on 2 cores, and the
-# randomness comes from torch's global generator, which checkpoints save.
+# augmented per sample with tensor ops: no PIL, cheap on 2 cores. The
+# training sampler hands each sample its own augmentation seed, a function of
+# (seed, epoch, index), so the data path draws nothing from torch's global
+# generator and a resumed run (any worker count) sees the very same images.
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # the ASK normalisation
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
@@ -85,7 +89,9 @@ class TensorImages(Dataset):
     """uint8 images (N, C, 32, 32) + labels -> normalised 3 x 32 x 32 float tensors.
 
     crop_pad > 0: a random 32 x 32 crop of the image padded by crop_pad;
-    flip: a horizontal flip with probability 1/2.
+    flip: a horizontal flip with probability 1/2. The key is an index, or
+    (index, seed): the augmentation draws from a generator with that seed
+    (the training sampler's way), else from torch's global generator.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, crop_pad: int = 0,
@@ -97,17 +103,27 @@ class TensorImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        i, seed = key if isinstance(key, tuple) else (key, None)
         img = (self.images[i].float() / 255 - self.mean) / self.std
+        g = torch.Generator().manual_seed(seed) if seed is not None and (self.crop_pad or self.flip) else None
         if self.crop_pad:
             p = self.crop_pad
             size = img.shape[-1]
             padded = F.pad(img, (p, p, p, p))
-            top, left = torch.randint(0, 2 * p + 1, (2,)).tolist()
+            top, left = torch.randint(0, 2 * p + 1, (2,), generator=g).tolist()
             img = padded[:, top:top + size, left:left + size]
-        if self.flip and torch.rand(()) < 0.5:
+        if self.flip and torch.rand((), generator=g) < 0.5:
             img = img.flip(-1)
         return img.expand(3, -1, -1).contiguous(), self.labels[i]
+
+    def head(self, n: int | None) -> "TensorImages":
+        """The first n images (all when n is None): quick trials on a slice of a data set."""
+        if n is None or n >= len(self):
+            return self
+        part = copy.copy(self)
+        part.images, part.labels = self.images[:n], self.labels[:n]
+        return part
 
 
 def load_datasets(name: str, root: Path, num_classes: int = 10, download: bool = True,
@@ -183,8 +199,11 @@ def synthetic_datasets(num_classes: int = 10, seed: int = 1234) -> tuple[TensorI
     return tuple(out)
 
 
-class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, optionally from a position: exact mid-epoch resume."""
+class EpochSampler(Sampler[tuple[int, int]]):
+    """A seeded permutation per epoch, optionally from a position: exact mid-epoch resume.
+
+    Yields (index, augmentation seed); the seed depends on (seed, epoch, index) only.
+    """
 
     def __init__(self, size: int, seed: int):
         self.size, self.seed, self.epoch, self.start = size, seed, 0, 0
@@ -194,19 +213,49 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g)[self.start:].tolist())
+        base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
+        return iter([(i, (base + i) % 2 ** 63) for i in torch.randperm(self.size, generator=g)[self.start:].tolist()])
 
     def __len__(self) -> int:
         return self.size - self.start
 
 
 def train_loader(ds: Dataset, batch_size: int, seed: int, workers: int = 0) -> tuple[DataLoader, EpochSampler]:
-    """Shuffled batches (the last partial one dropped, so BatchNorm never sees a batch of 1)."""
+    """Shuffled batches (the last partial one dropped, so BatchNorm never sees a batch of 1).
+
+    The loader has its own generator: iter() then draws worker seeds from it,
+    not from torch's global generator, which the model's randomness uses and
+    checkpoints restore.
+    """
     sampler = EpochSampler(len(ds), seed)
     loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        drop_last=len(ds) >= batch_size, persistent_workers=False)
+                        drop_last=len(ds) >= batch_size, persistent_workers=False,
+                        generator=torch.Generator().manual_seed(seed))
     return loader, sampler
 
 
 def eval_loader(ds: Dataset, batch_size: int, workers: int = 0) -> DataLoader:
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+
+
+def missing_data(name: str, root: Path) -> str | None:
+    """Why data set `name` cannot be loaded from `root` without a download (and how to get it), or None.
+    The Train page asks before it launches, so a missing set is a message, not a failed run."""
+    if name == SYNTHETIC:
+        return None
+    if name == "fashion-mnist":
+        raw = root / "FashionMNIST" / "raw"
+        if all((raw / f).exists() for f in FASHION_MNIST_FILES) or \
+                all((DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in FASHION_MNIST_FILES):
+            return None
+        return (f"Fashion-MNIST is not in {raw} nor at {DEBIAN_FASHION_MNIST}: install Debian's package "
+                f"(`apt-get install dataset-fashion-mnist`, `make run` does it as root)")
+    if name in ("cifar10", "cifar100"):
+        from torchvision import datasets
+        cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+        if (root / cls.base_folder).is_dir():
+            return None
+        return (f"{name} is not in {root}: unpack torchvision's copy there ({cls.base_folder}/ from {cls.url}), "
+                f"or allow the download where the network allows")
+    dataset_info(name)
+    return None

@@ -15,28 +15,30 @@ The workspace of a store is the folder holding runs.db; runs live in its runs/.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from designer.build import validate
+from designer.build import build_model, validate
 from designer.checkpoints import list_checkpoints
 from designer.counting import count_design
 from designer.design import Design, design_from_json
 from designer.errors import DesignError
-from designer.store import RunStore
-from designer.train import HParams, train
+from designer.store import ACTIVE, RunStore, StoreError
+from designer.train import HParams, RunStopped, train
 from designer.workspace import data_root, workspace_home
 
 DEFAULT_CONCURRENCY = 1
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = 20.0  # a stopped run checkpoints at its next step, then exits; SIGKILL after this
 _children: dict[int, subprocess.Popen] = {}  # processes this process started, reaped by tick()
 
 
@@ -50,11 +52,25 @@ def _store(home_or_store) -> RunStore:
 
 
 def prepare(design: Design, hp: HParams, home: Path) -> tuple[Design, HParams]:
-    """Check both before anything is recorded or started; pin the data folder to an absolute path."""
-    design, hp = validate(design), hp.checked()
+    """Check both before anything is recorded or started (start weights included: they are
+    loaded once here, so a file that does not fit fails now, not in the background); pin the
+    data folder and the start weights to absolute paths."""
+    design = validate(design)
+    hp = hp.checked_for(design)
     if hp.data_root is None:
         hp = replace(hp, data_root=str(data_root(home).resolve()))
+    if hp.init_from:
+        hp = replace(hp, init_from=str(Path(hp.init_from).resolve()))
+        check_start_weights(design, hp.init_from)
     return design, hp
+
+
+def check_start_weights(design: Design, path: str) -> None:
+    """DesignError when the weights file does not load into the design (designer.weights decides what fits)."""
+    if not Path(path).is_file():
+        raise DesignError("no such weights file", "--checkpoint")
+    from designer.weights import load_start_weights
+    load_start_weights(build_model(design), design, path)
 
 
 def start_run(design: Design, hp: HParams, home: str | Path | None = None, name: str = "") -> int:
@@ -66,6 +82,10 @@ def start_run(design: Design, hp: HParams, home: str | Path | None = None, name:
     run_id = store.create_run(design.to_json(), hp.to_json(), name or _default_name(design), "queued",
                               runs_root=home / "runs", params=count.params, flops=count.flops)
     run_dir = Path(store.get_run(run_id)["run_dir"])
+    if list_checkpoints(run_dir):  # a folder the store forgot (a repaired store reuses ids): never resume it
+        store.delete_run(run_id)
+        raise DesignError(f"{run_dir} already holds checkpoints of a run the store does not know: move it away",
+                          "run")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "design.json").write_text(design.dumps())
     (run_dir / "hparams.json").write_text(json.dumps(hp.to_json(), indent=1))
@@ -94,6 +114,8 @@ def tick(home_or_store=None) -> list[int]:
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
             del _children[pid]
+    if store.readonly:
+        return []  # a read-only workspace is listed as it is
     if not store.list_runs(("queued",)):
         refresh(store)
         return []  # nothing to start: no write lock
@@ -168,7 +190,7 @@ def _mark_dead(db) -> list[int]:
 def refresh(home_or_store=None) -> list[int]:
     """Mark runs whose process is gone as interrupted (metrics kept); returns their ids."""
     store = _store(home_or_store)
-    if all(is_run_process(run["pid"], run["id"]) for run in store.list_runs(("running",))):
+    if store.readonly or all(is_run_process(run["pid"], run["id"]) for run in store.list_runs(("running",))):
         return []  # the common case: no write lock taken, so readers stay read-only
     with store.connect(immediate=True) as db:
         return _mark_dead(db)
@@ -176,7 +198,10 @@ def refresh(home_or_store=None) -> list[int]:
 
 def list_runs(home_or_store=None) -> list[dict]:
     """Every run, newest first (fields: the runs table), after a tick(): dead runs are marked
-    interrupted and queued runs start when a slot is free, so a page that lists runs drains the queue."""
+    interrupted and queued runs start when a slot is free, so a page that lists runs drains the queue.
+
+    Each run's `step` is the newest step logged, `resume_step` the step its newest checkpoint
+    holds: where a resume continues (0: from the start)."""
     store = _store(home_or_store)
     tick(store)
     return store.list_runs()
@@ -207,16 +232,13 @@ def stop_run(run_id: int, home_or_store=None) -> dict:
 
 
 def _terminate(pid: int, run_id: int) -> None:
-    """SIGTERM the run's process group (its own session), SIGKILL after a grace period."""
-    def send(sig):
-        try:
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, sig)
-            else:  # a `train` started by hand, not by us: only that process
-                os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-    send(signal.SIGTERM)
+    """SIGTERM the run's process (it checkpoints at its next step and exits), then SIGKILL
+    its process group (its own session: data-loader workers and all) after it ends or a grace period."""
+    try:
+        group = os.getpgid(pid) == pid  # else a `train` started by hand, not by us: only that process
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline:
         if pid in _children and _children[pid].poll() is not None:
@@ -224,8 +246,10 @@ def _terminate(pid: int, run_id: int) -> None:
         if not is_run_process(pid, run_id):
             break
         time.sleep(0.05)
-    else:
-        send(signal.SIGKILL)
+    try:
+        os.killpg(pid, signal.SIGKILL) if group else os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def resume_run(run_id: int, home_or_store=None) -> dict:
@@ -240,11 +264,16 @@ def resume_run(run_id: int, home_or_store=None) -> dict:
     return store.get_run(run_id)
 
 
-def delete_run(run_id: int, home_or_store=None) -> None:
-    """Stop the run if active, delete its rows and, when it lives in the workspace's runs/, its folder."""
+def delete_run(run_id: int, home_or_store=None, force: bool = False) -> None:
+    """Delete a run's rows and, when it lives in the workspace's runs/, its folder.
+
+    A queued or running run is refused (stop it first) unless force=True:
+    then it is stopped, its process waited for, and deleted."""
     store = _store(home_or_store)
     run = _get(store, run_id)
-    if run["status"] in ("queued", "running"):
+    if run["status"] in ACTIVE:
+        if not force:
+            raise DesignError(f"run {run_id} is {run['status']}: stop it first (or delete with force)", "run")
         stop_run(run_id, store)
     store.delete_run(run_id)
     run_dir = Path(run["run_dir"]) if run["run_dir"] else None
@@ -264,31 +293,50 @@ def run_training(run_id: int, home_or_store=None, resume: bool = True) -> dict:
     if not store.update_run(run_id, only_if_status=("queued", "running", "interrupted", "stopped", "failed", "finished"),
                             status="running", pid=os.getpid(), started=time.time(), finished=None, error=None):
         raise DesignError(f"run {run_id} is {run['status']}", "--run-id")
-    try:
-        result = train(design, hp, run_dir, store, run_id, resume=resume)
-    except BaseException as err:
-        status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        store.update_run(run_id, only_if_status=("running",), status=status, finished=time.time(),
-                         error=f"{type(err).__name__}: {message}"[:2000])
-        tick(store)
-        raise
+    stop = threading.Event()
+    with _stop_on_sigterm(stop):
+        try:
+            result = train(design, hp, run_dir, store, run_id, resume=resume, stop=stop)
+        except BaseException as err:
+            stopped = isinstance(err, (KeyboardInterrupt, RunStopped))
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            with contextlib.suppress(StoreError):  # a store that failed the run may fail this too
+                store.update_run(run_id, only_if_status=("running",), status="stopped" if stopped else "failed",
+                                 finished=time.time(), error=None if stopped else f"{type(err).__name__}: {message}"[:2000])
+                tick(store)
+            raise
     store.update_run(run_id, only_if_status=("running",), status="finished", finished=time.time(),
                      best_acc=result["best_acc"])
     tick(store)
     return {**result, "status": store.get_run(run_id)["status"]}
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm(stop: threading.Event):
+    """SIGTERM sets `stop` (the trainer then checkpoints and ends) instead of killing at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def start_foreground(design: Design, hp: HParams, home: str | Path | None = None, save: str | Path | None = None,
                      resume: bool = False, name: str = "") -> dict:
     """`train` on the CLI: record a run (or reuse the one of --save DIR with --resume) and train here."""
+    if resume and not save:
+        raise DesignError("--resume continues the run in a --save DIR: pass the folder (a background run "
+                          "resumes with `runs resume ID`)", "--resume")
     store = open_store(home)
     home = store.path.parent
     design, hp = prepare(design, hp, home)
+    existing = _save_folder_run(store, Path(save), resume) if save else None
     if save and not resume and list_checkpoints(Path(save)):
         raise DesignError(f"{save} holds checkpoints of an earlier run: pass --resume to continue it, "
                           f"or choose another --save folder", "--save")
-    existing = store.find_run_by_dir(save) if save and resume else None
     if existing:
         if validate(design_from_json(existing["design"])) != design:
             raise DesignError(f"the model options describe another design than run {existing['id']} in {save}; "
@@ -306,6 +354,23 @@ def start_foreground(design: Design, hp: HParams, home: str | Path | None = None
     (run_dir / "design.json").write_text(design.dumps())
     (run_dir / "hparams.json").write_text(json.dumps(hp.to_json(), indent=1))
     return run_training(run_id, store, resume=resume)
+
+
+def _save_folder_run(store: RunStore, save: Path, resume: bool) -> dict | None:
+    """The run that `--save DIR --resume` continues (None: a new run); DesignError when DIR is
+    another run's (a run folder belongs to one run: deleting one must not remove the other's)."""
+    owner = store.folder_owner(save)
+    if owner is None:
+        if save.resolve().is_relative_to((store.path.parent / "runs").resolve()):
+            raise DesignError(f"{save} is inside the workspace's runs/ folder, whose folders the store names "
+                              f"by run id: choose a folder outside it", "--save")
+        return None
+    if resume and Path(owner["run_dir"]) == save.resolve():
+        return owner
+    how = "pass --resume to continue it, or choose another folder" if not resume and \
+        Path(owner["run_dir"]) == save.resolve() else "choose another folder"
+    raise DesignError(f"the folder belongs to run {owner['id']} ({owner['status']}, {owner['run_dir']}): {how}",
+                      "--save")
 
 
 def log_tail(run_id: int, home_or_store=None, max_bytes: int = 20_000) -> str:

@@ -31,14 +31,41 @@ def test_missing_cifar_says_how_to_get_it(tmp_path):
         load_datasets("cifar10", tmp_path, download=False)
 
 
-def test_epoch_sampler_resumes_mid_epoch_on_the_same_order():
+def test_epoch_sampler_resumes_mid_epoch_on_the_same_order_and_augmentation_seeds():
     sampler = EpochSampler(100, seed=3)
     sampler.set_epoch(2)
     full = list(sampler)
     sampler.set_epoch(2, start=40)
     assert list(sampler) == full[40:] and len(sampler) == 60
     sampler.set_epoch(3)
-    assert list(sampler) != full and sorted(full) == list(range(100))
+    assert list(sampler) != full and sorted(i for i, _ in full) == list(range(100))
+    assert len({seed for _, seed in full}) == 100  # each sample its own augmentation seed
+    assert {seed for _, seed in full}.isdisjoint(seed for _, seed in sampler)  # and new ones each epoch
+
+
+def test_a_samples_augmentation_depends_on_its_seed_not_on_the_global_generator():
+    images = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    crops = TensorImages(images, torch.zeros(1), (0.5,) * 3, (0.25,) * 3, crop_pad=4, flip=True)
+    torch.manual_seed(1)
+    first = crops[(0, 77)][0]
+    torch.manual_seed(2)
+    assert torch.equal(crops[(0, 77)][0], first)
+    assert any(not torch.equal(crops[(0, seed)][0], first) for seed in range(10))
+
+
+def test_the_train_loader_draws_nothing_from_the_global_generator():
+    train, _ = synthetic_datasets(10)
+    loader, _ = train_loader(train, batch_size=100, seed=0)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    next(iter(loader))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_head_keeps_the_first_images_and_the_pipeline():
+    train, _ = synthetic_datasets(10)
+    part = train.head(64)
+    assert len(part) == 64 and torch.equal(part[5][0], train[5][0]) and train.head(None) is train
 
 
 def test_train_loader_drops_the_partial_batch_and_eval_keeps_it():

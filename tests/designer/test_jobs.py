@@ -8,6 +8,7 @@ import pytest
 
 from designer import jobs
 from designer.build import dense_design
+from designer.checkpoints import list_checkpoints
 from designer.design import Design, LayerChoice, Network
 from designer.errors import DesignError
 from designer.store import RunStore
@@ -96,14 +97,18 @@ def test_sigkill_mid_epoch_is_detected_keeps_metrics_and_resumes_to_the_end(home
     assert "resumed from ckpt-" in log
 
 
-def test_stop_ends_the_process_group_then_resume_and_delete(home):
+def test_stop_checkpoints_where_it_stopped_ends_the_process_group_then_resume_and_delete(home):
     store = jobs.open_store(home)
-    run_id = jobs.start_run(DESIGN, dataclasses.replace(HP, epochs=50), home)
+    no_periodic = dataclasses.replace(HP, epochs=50, checkpoint_every=0, checkpoint_every_s=0)
+    run_id = jobs.start_run(DESIGN, no_periodic, home)
     queued = jobs.start_run(DESIGN, HP, home)
     pid = store.get_run(run_id)["pid"]
     wait_for(lambda: store.metrics(run_id, "step", "loss"))
     run = jobs.stop_run(run_id, home)
     assert run["status"] == "stopped" and not jobs.is_run_process(pid, run_id)
+    newest = list_checkpoints(home / "runs" / str(run_id))[0]
+    assert run["resume_step"] == int(newest.stem.split("-")[1]) >= 1  # the stop itself checkpointed
+    assert run["resume_step"] >= max(m["step"] for m in store.metrics(run_id, "step", "loss"))
     assert status(store, queued) == "running"  # the freed slot went to the queued run
     jobs.stop_run(queued, home)
     with pytest.raises(DesignError, match="is stopped"):
@@ -112,10 +117,26 @@ def test_stop_ends_the_process_group_then_resume_and_delete(home):
     assert status(store, run_id) == "running"
     with pytest.raises(DesignError, match="only stopped, interrupted or failed"):
         jobs.resume_run(run_id, home)
+    with pytest.raises(DesignError, match="is running: stop it first"):
+        jobs.delete_run(run_id, home)
+    assert status(store, run_id) == "running"
     run_dir = home / "runs" / str(run_id)
-    jobs.delete_run(run_id, home)
+    jobs.delete_run(run_id, home, force=True)
     assert store.get_run(run_id) is None and not run_dir.exists() and store.metrics(run_id) == []
     assert not jobs.is_run_process(store.get_run(queued)["pid"], queued)
+
+
+def test_a_run_folder_belongs_to_one_run(home, tmp_path):
+    store = jobs.open_store(home)
+    owner = store.create_run({}, {}, status="running", runs_root=home / "runs")
+    with pytest.raises(DesignError, match=f"belongs to run {owner}"):
+        store.create_run({}, {}, run_dir=home / "runs" / str(owner))
+    with pytest.raises(DesignError, match=f"belongs to run {owner}"):
+        store.create_run({}, {}, run_dir=home / "runs" / str(owner) / "inside")
+    outside = store.create_run({}, {}, run_dir=tmp_path / "elsewhere" / "mine")
+    with pytest.raises(DesignError, match=f"belongs to run {outside}"):
+        store.create_run({}, {}, run_dir=tmp_path / "elsewhere")  # a folder that holds another run's folder
+    assert [r["id"] for r in store.list_runs()] == [outside, owner]
 
 
 def test_concurrency_setting_and_bad_ids(home):
