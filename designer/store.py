@@ -149,10 +149,11 @@ class RunStore:
         if key in _checked:
             return
         with self.connect() as db:
-            problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
-            raise StoreError(f"the run store is corrupted (SQLite's check: {'; '.join(problems)[:300]}): "
-                             f"{repair_hint(self.path)}", str(self.path))
+            first = " ".join(" ".join(problems).split())[:160]  # one line: SQLite's report has newlines
+            raise StoreError(f"the run store is corrupted (SQLite's check: {first}): {repair_hint(self.path)}",
+                             str(self.path))
         _checked.add(key)
 
     def _open(self) -> sqlite3.Connection:
@@ -206,7 +207,7 @@ class RunStore:
         elif code == sqlite3.SQLITE_READONLY or self.readonly and code == sqlite3.SQLITE_CANTOPEN:
             message = "the run store is read-only: runs can be listed, not changed"
         elif code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-            message = f"the run store is corrupted ({text}): {repair_hint(self.path)}"
+            message = f"the run store is corrupted ({' '.join(text.split())[:160]}): {repair_hint(self.path)}"
         elif code == sqlite3.SQLITE_IOERR:
             message = (f"disk I/O error ({text}): was its -wal or -shm file removed while in use, or is the "
                        f"disk failing? Writers retry; it clears once every process has closed the store")
@@ -412,7 +413,13 @@ def _salvage(db: sqlite3.Connection, table: str, columns: list[str]) -> tuple[li
             else:
                 middle = (low + high) // 2
                 todo += [(middle + 1, high), (low, middle)]
-    return rows, unreadable if not todo else None
+    if todo:
+        return rows, None
+    try:  # a broken interior page can hide rows without an error: an index may still count them
+        counted = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    except sqlite3.DatabaseError:
+        counted = 0
+    return rows, max(unreadable, counted - len(rows))
 
 
 def _writable(path: Path) -> bool:

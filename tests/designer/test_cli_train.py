@@ -10,6 +10,7 @@ import torch
 from designer.cli import main
 from designer.data import DEBIAN_FASHION_MNIST
 from designer.store import RunStore
+from tests.designer.test_store import corrupt_a_page
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--arch", "resnet", "--depth", "8", "--data", "synthetic", "--batch-size", "128"]
@@ -99,3 +100,78 @@ def test_real_fashion_mnist_a_few_batches(tmp_path, capsys):
     result = json.loads(out)
     assert result["dataset"] == "fashion-mnist" and result["steps"] == 20 and result["steps_per_epoch"] == 468
     assert result["test_acc"] > 15  # 20 steps on the real 10,000 test images: above chance (BN statistics lag)
+
+
+def test_train_resume_without_save_is_a_clear_error_and_records_nothing(tmp_path, capsys):
+    code, out, err = run_main(capsys, "train", *TINY, "--home", tmp_path, "--resume")
+    assert code == 2 and "--resume" in err and "--save DIR" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs.db").exists() or RunStore(tmp_path / "runs.db").list_runs() == []
+
+
+def test_train_save_into_a_folder_another_run_owns_is_refused(tmp_path, capsys):
+    store = RunStore(tmp_path / "runs.db")
+    other = store.create_run({}, {}, status="queued", runs_root=tmp_path / "runs")  # no checkpoint yet
+    other_dir = tmp_path / "runs" / str(other)
+    for save in (other_dir, other_dir / "sub", tmp_path / "runs" / "99"):
+        code, _, err = run_main(capsys, "train", *TINY, "--max-steps", "1", "--home", tmp_path, "--save", save)
+        assert code == 2 and "--save" in err and len(err.strip().splitlines()) == 1, err
+    assert [r["id"] for r in store.list_runs()] == [other] and not other_dir.exists()
+
+
+def test_runs_delete_of_an_active_run_needs_force(tmp_path, capsys):
+    run_id = RunStore(tmp_path / "runs.db").create_run({}, {}, status="queued", runs_root=tmp_path / "runs")
+    code, _, err = run_main(capsys, "runs", "delete", run_id, "--home", tmp_path)
+    assert code == 2 and "stop it first" in err
+    code, out, err = run_main(capsys, "runs", "delete", run_id, "--home", tmp_path, "--force", "--json")
+    assert code == 0 and json.loads(out) == {"deleted": run_id}, err
+    assert RunStore(tmp_path / "runs.db").get_run(run_id) is None
+
+
+@pytest.mark.parametrize("bad, where", [(["--seed", str(10 ** 15)], "--seed"), (["--batch-size", str(10 ** 7)],
+                                        "--batch-size"), (["--workers", "1000"], "--workers"),
+                                        (["--checkpoint", "missing.pt"], "--checkpoint")])
+def test_runs_start_refuses_what_would_die_in_the_background(tmp_path, capsys, bad, where):
+    code, out, err = run_main(capsys, "runs", "start", *TINY, "--home", tmp_path, *bad)
+    assert code == 2 and where in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs.db").exists() or RunStore(tmp_path / "runs.db").list_runs() == []
+
+
+def test_train_checkpoint_starts_from_those_weights(tmp_path, capsys):
+    code, out, err = run_main(capsys, "train", *TINY, "--max-steps", "2", "--home", tmp_path, "--json")
+    assert code == 0, err
+    source = torch.load(json.loads(out)["checkpoint"], weights_only=True)["state_dict"]
+    still = ["--lr", "1e-9", "--momentum", "0", "--wd", "0", "--seed", "7"]  # one step that moves nothing
+    code, out, err = run_main(capsys, "train", *TINY, "--max-steps", "1", *still, "--checkpoint",
+                              json.loads(out)["checkpoint"], "--home", tmp_path, "--json")
+    assert code == 0, err
+    started = torch.load(json.loads(out)["checkpoint"], weights_only=True)["state_dict"]
+    convs = [k for k in source if k.endswith("conv.weight") or k.endswith("conv1.weight")] or \
+        [k for k in source if source[k].dim() == 4]
+    assert convs and all(torch.allclose(started[k], source[k], atol=1e-6) for k in convs)
+    assert RunStore(tmp_path / "runs.db").get_run(2)["hparams"]["init_from"].endswith(".pt")
+
+
+def test_runs_list_says_where_a_stopped_run_resumes(tmp_path, capsys):
+    store = RunStore(tmp_path / "runs.db")
+    run_id = store.create_run({}, {}, "halfway", status="stopped", runs_root=tmp_path / "runs")
+    store.update_run(run_id, step=150, resume_step=120)
+    code, out, _ = run_main(capsys, "runs", "list", "--home", tmp_path)
+    assert code == 0 and "step    150" in out and "resumes from step 120" in out
+    code, out, _ = run_main(capsys, "runs", "list", "--home", tmp_path, "--json")
+    assert json.loads(out)["runs"][0]["resume_step"] == 120
+
+
+def test_a_corrupted_store_fails_to_list_with_the_way_out_and_runs_repair_salvages_it(tmp_path, capsys,
+                                                                                        monkeypatch):
+    store = RunStore(tmp_path / "runs.db")
+    run_id = store.create_run({}, {}, "precious", status="finished")
+    store.write_progress(run_id, [(step, 1, "step", "loss", 1.0, 0.0) for step in range(1, 3001)])
+    corrupt_a_page(tmp_path / "runs.db")
+    monkeypatch.setattr("designer.store._checked", set())  # a new process checks the store once
+    code, out, err = run_main(capsys, "runs", "list", "--home", tmp_path)
+    assert code == 2 and "corrupted" in err and "runs repair" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_main(capsys, "runs", "repair", "--home", tmp_path)
+    assert code == 0 and "salvaged 1 runs" in out, err
+    code, out, _ = run_main(capsys, "runs", "list", "--home", tmp_path)
+    assert code == 0 and "precious" in out
+    assert list(tmp_path.glob("runs.db.corrupt-*"))

@@ -1,4 +1,4 @@
-"""The run store: WAL mode, runs, metrics (latest row per step), benchmarks, concurrent readers."""
+"""The run store: WAL mode, runs, metrics (latest row per step), benchmarks, concurrent readers, faults said plainly."""
 import sqlite3
 import subprocess
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from designer.store import RunStore
+from designer.store import SCHEMA, RunStore, StoreError, repair_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def test_benchmarks_and_settings(store):
 
 WRITER = textwrap.dedent("""
     import sys
-    from designer.store import RunStore
+    from designer.store import SCHEMA, RunStore, StoreError, repair_store
     store = RunStore(sys.argv[1])
     for step in range(300):
         store.log_metrics(int(sys.argv[2]), step, 1, "step", {"loss": 1.0, "acc": 2.0})
@@ -94,3 +94,63 @@ def test_a_runs_step_follows_its_metrics_between_checkpoints(store, tmp_path):
     assert store.get_run(run_id)["step"] == 40
     store.log_metrics(run_id, 20, 1, "step", {"loss": 1.0})  # a resumed run re-logs older steps
     assert store.get_run(run_id)["step"] == 40
+
+
+def test_an_older_store_gains_the_resume_step_column(tmp_path):
+    path = tmp_path / "runs.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA.replace(",\n    resume_step INTEGER NOT NULL DEFAULT 0", ""))
+    db.execute("INSERT INTO runs (design, hparams, status, created) VALUES ('{}', '{}', 'stopped', 0)")
+    db.commit()
+    db.close()
+    assert RunStore(path).get_run(1)["resume_step"] == 0
+
+
+def corrupt_a_page(path: Path, at: float = 0.2) -> None:
+    """Overwrite one page's cells (its header kept) at a fraction of the file: a metrics leaf, here."""
+    data = bytearray(path.read_bytes())
+    page = 4096
+    middle = int(len(data) // page * at) * page
+    data[middle + 16:middle + page] = b"\xa5" * (page - 16)
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupted_store_is_refused_with_the_way_out_and_repair_salvages_what_is_readable(tmp_path, monkeypatch):
+    path = tmp_path / "runs.db"
+    store = RunStore(path)
+    run_id = store.create_run({"network": {}}, {"lr": 0.1}, "kept", status="finished")
+    store.write_progress(run_id, [(step, 1, "step", "loss", 1.0 / step, 0.0) for step in range(1, 3001)])
+    corrupt_a_page(path)
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+    monkeypatch.setattr("designer.store._checked", set())  # as a new process: the check runs once per process
+    with pytest.raises(StoreError, match="corrupted .*runs repair --home"):
+        RunStore(path)
+    repaired = repair_store(path)
+    assert Path(repaired["corrupt_copy"]).exists() and ".corrupt-" in repaired["corrupt_copy"]
+    fresh = RunStore(path)
+    run = fresh.get_run(run_id)
+    assert run["name"] == "kept" and run["hparams"] == {"lr": 0.1}
+    salvaged = fresh.metrics(run_id)
+    assert 0 < len(salvaged) <= 3000 and repaired["rows"]["metrics"] == len(salvaged)
+    assert len(salvaged) + repaired["unreadable"]["metrics"] >= 3000  # what was lost is counted
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert fresh.create_run({}, {}) == run_id + 1  # ids go on after the salvaged ones
+
+
+def test_a_store_that_is_not_a_database_is_said_to_be_corrupted(tmp_path):
+    (tmp_path / "runs.db").write_bytes(b"x" * 8192)
+    with pytest.raises(StoreError, match="runs.db: the run store is corrupted"):
+        RunStore(tmp_path / "runs.db")
+
+
+def test_a_removed_wal_is_said_plainly_and_writes_work_again_once_it_is_closed(store):
+    run_id = store.create_run({}, {})
+    reader = sqlite3.connect(store.path)  # another process's connection keeps the -wal in use
+    reader.execute("SELECT COUNT(*) FROM runs").fetchone()
+    store.log_metrics(run_id, 1, 1, "step", {"loss": 1.0})
+    Path(f"{store.path}-wal").unlink()
+    with pytest.raises(StoreError, match="disk I/O error .*-wal or -shm file removed"):
+        store.log_metrics(run_id, 2, 1, "step", {"loss": 1.0})
+    reader.close()  # the last holder writes its -wal back on close
+    store.log_metrics(run_id, 2, 1, "step", {"loss": 1.0})
+    assert [m["step"] for m in store.metrics(run_id)] == [1, 2]
