@@ -154,15 +154,25 @@ def tap_usage(design: Design) -> list[dict]:
     return out
 
 
-def layer_ranges(indices: list[int]) -> str:
-    """1-based layer numbers in runs: [0, 1, 2, 5] -> '1-3, 6'."""
+def layer_ranges(indices: list[int], limit: int | None = None) -> str:
+    """1-based layer numbers in runs: [0, 1, 2, 5] -> '1-3, 6'; cut to about `limit` characters with ', ...'
+    (a chart title has room for a few runs, MobileNet's 1x1 convs are 20)."""
     runs: list[list[int]] = []
     for i in sorted(indices):
         if runs and i == runs[-1][1] + 1:
             runs[-1][1] = i
         else:
             runs.append([i, i])
-    return ", ".join(f"{a + 1}" if a == b else f"{a + 1}-{b + 1}" for a, b in runs)
+    parts = [f"{a + 1}" if a == b else f"{a + 1}-{b + 1}" for a, b in runs]
+    text = ", ".join(parts)
+    if limit is None or len(text) <= limit:
+        return text
+    kept = []
+    for part in parts:
+        if len(", ".join(kept + [part])) > limit - 5:
+            break
+        kept.append(part)
+    return ", ".join(kept + ["..."])
 
 
 def kernel_groups(design: Design) -> list[dict]:

@@ -69,14 +69,16 @@ def benchmark_notes(result: dict) -> list[str]:
         notes.append(f"The machine was busy: load average {load:.1f} on {cores} cores when the benchmark "
                      "started, so other work shared the CPUs; the times are slower and noisier than on a quiet "
                      "machine.")
-    for row in benchmark_bars(result):
-        if row.get("noisy"):
-            notes.append(f"{row['what']}: its {row['repeats']} repeats disagree by {row['spread']:.0%} "
-                         f"(max - min over the median, {row['min_ms']:.2f}..{row['max_ms']:.2f} ms); more repeats "
-                         "or a quieter machine give a firmer median.")
+    rows = benchmark_bars(result)
+    noisy = [f"{r['what']} {r['spread']:.0%} ({r['min_ms']:.2f}..{r['max_ms']:.2f} ms)" for r in rows if r.get("noisy")]
+    if noisy:
+        notes.append(f"Repeats disagree by more than {NOISY:.0%} (max - min over the median): {'; '.join(noisy)}. "
+                     "More repeats or a quieter machine give a firmer median.")
+    for row in rows:
         if row.get("note"):
-            notes.append(f"{row['note']}: its per-layer choices were measured once, on the first call, and "
-                         "did not hold for the whole network; the number shown is what auto really took.")
+            notes.append(f"{row['note']}. Auto picks each layer's backend from a few timed calls on its first "
+                         "call, so noise then (or layers that behave differently inside the whole network) can "
+                         "make it pick worse; the number shown is what auto really took.")
     return notes
 
 

@@ -73,22 +73,25 @@ st.caption("Each square is a k x k kernel: the share of its output channels that
 groups = kernel_groups(d)
 not_drawn = [u for u in tap_usage(d) if u["usage"] is None]
 if groups:
-    cols = min(6, len(groups))
+    cols = 6  # fixed, so a kernel is the same size whatever the number of groups
     nrows = math.ceil(len(groups) / cols)
-    height = 190 * nrows + 30
+    height = 170 * nrows + 40
+    titles = [f"{g['choice']} {g['kernel']}<br>"
+              + (f"{len(g['indices'])} layers: {layer_ranges(g['indices'], 18)}" if len(g["indices"]) > 1
+                 else f"layer {g['layers']}") for g in groups]
     heat = make_subplots(rows=nrows, cols=cols, horizontal_spacing=0.04, vertical_spacing=min(0.3, 60 / height),
-                         subplot_titles=[f"{g['choice']} {g['kernel']}<br>layer{'s' if len(g['indices']) > 1 else ''} "
-                                         f"{g['layers']}" for g in groups])
+                         subplot_titles=titles)
     for i, g in enumerate(groups):
         z = g["usage"][::-1]  # row 0 at the top
         heat.add_trace(go.Heatmap(z=z, zmin=0, zmax=1, colorscale="Blues", showscale=False, xgap=2, ygap=2,
-                                  hovertemplate="share %{z:.2f}<extra></extra>"), row=i // cols + 1, col=i % cols + 1)
-    heat.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
-    heat.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
-    for i in range(len(groups)):  # square cells: each y axis follows its own x axis
+                                  hovertemplate=f"layers {g['layers']}<br>share %{{z:.2f}}<extra></extra>"),
+                       row=i // cols + 1, col=i % cols + 1)
+    heat.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain")
+    heat.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain")
+    for i in range(nrows * cols):  # square cells: each y axis follows its own x axis
         suffix = "" if i == 0 else str(i + 1)
         heat.update_layout({f"yaxis{suffix}": dict(scaleanchor=f"x{suffix}", scaleratio=1)})
-    heat.update_annotations(font_size=11)
+    heat.update_annotations(font_size=10)
     heat.update_layout(height=height, margin=dict(l=5, r=5, t=50, b=5))
     st.plotly_chart(heat, key="shape_heatmaps", config={"displayModeBar": False})
 if not_drawn:

@@ -87,13 +87,13 @@ if shown and shown["design"] == d.to_json():
         col.metric(label, f"{row['median_ms']:.2f} ms",
                    None if row["speedup"] == 1.0 else f"{row['speedup']:.2f}x vs dense",
                    delta_color="normal" if row["speedup"] and row["speedup"] >= 1 else "inverse",
-                   help=row["note"])
+                   delta_arrow="off", help=row["note"])
         col.caption(("⚠ " if row["noisy"] else "") + spread_text(row))
     ok_rows = [r for r in rows if r["median_ms"] is not None]
     spreads = all(r.get("min_ms") is not None for r in ok_rows)
     fig = go.Figure(go.Bar(
-        x=[r["what"] + (" *" if r["note"] else "") for r in ok_rows], y=[r["median_ms"] for r in ok_rows],
-        text=[f"{r['speedup']:.2f}x" for r in ok_rows], textposition="outside",
+        x=[f"{r['what']}{' *' if r['note'] else ''}<br>{r['speedup']:.2f}x vs dense" for r in ok_rows],
+        y=[r["median_ms"] for r in ok_rows],
         error_y=dict(type="data", symmetric=False, array=[r["max_ms"] - r["median_ms"] for r in ok_rows],
                      arrayminus=[r["median_ms"] - r["min_ms"] for r in ok_rows], color="#555") if spreads else None,
         marker_color=[DENSE_GREY] + [MARKED if r["note"] else BACKEND_BLUE for r in ok_rows[1:]],

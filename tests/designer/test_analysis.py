@@ -48,6 +48,8 @@ def test_equal_kernels_are_drawn_once_with_the_layers_that_share_them():
 def test_layer_ranges_are_one_based_runs():
     assert layer_ranges([0, 1, 2, 5, 7, 8]) == "1-3, 6, 8-9"
     assert layer_ranges([]) == ""
+    assert layer_ranges([0, 2, 4, 6, 8, 10, 12], limit=14) == "1, 3, 5, ..."
+    assert layer_ranges([0, 1, 2], limit=14) == "1-3"
 
 
 @pytest.mark.parametrize("arch, depth", [("resnet_proj", 8), ("mobilenetv3", 0)])

@@ -60,8 +60,8 @@ def test_a_busy_machine_and_repeats_that_disagree_by_more_than_10_percent_are_wa
     busy = {**QUIET, "load_average": 3.5, "dense": {**timed(10.0, 9.0, 11.5), "layout": "nchw"}}
     notes = benchmark_notes(busy)
     assert notes[0].startswith("The machine was busy: load average 3.5 on 2 cores")
-    assert notes[1].startswith("dense (nchw): its 5 repeats disagree by 25% (max - min over the median, "
-                               "9.00..11.50 ms)")
+    assert notes[1].startswith("Repeats disagree by more than 10% (max - min over the median): "
+                               "dense (nchw) 25% (9.00..11.50 ms). ")
     assert len(notes) == 2  # 10% apart is not "more than 10%"
     assert benchmark_bars({**QUIET, "dense": {**timed(10.0, 9.5, 10.5), "layout": "nchw"}})[0]["noisy"] is False
 
