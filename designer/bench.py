@@ -228,17 +228,19 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
 def bench_layers(design: Design, backend: str, config: BenchConfig, names: list[str] | None = None) -> list[dict]:
     """Latency of each convolution alone (the design's module vs the dense network's conv), same input size.
 
-    `names` restricts it to those convolutions (all by default). A layer that cannot run gets its "error".
+    `names` restricts it to those convolutions (all by default). A layer that cannot be built or run gets
+    its "error" (every layer, when the backend cannot build the network), so a caller keeps what it has.
     """
     design, config = validate(design), check_config(config)
-    dense_net = build_model(dense_design(design.network, design.padfree))
-    net = build_model(design, backend=backend)
-    modules = dict(net.named_modules())
-    dense_modules = dict(dense_net.named_modules())
+    layers = [(layer, choice) for layer, choice in zip(design_layers(design), design.layers)
+              if names is None or layer.name in names]
+    try:
+        dense_modules = dict(build_model(dense_design(design.network, design.padfree)).named_modules())
+        modules = dict(build_model(design, backend=backend).named_modules())
+    except (ValueError, ImportError, RuntimeError) as err:
+        return [{"name": layer.name, "kind": choice.kind, "error": first_line(err)} for layer, choice in layers]
     rows = []
-    for layer, choice in zip(design_layers(design), design.layers):
-        if names is not None and layer.name not in names:
-            continue
+    for layer, choice in layers:
         x = torch.randn(config.batch_size, layer.spec.in_channels, *layer.in_size)
         x.requires_grad_(config.mode == "train")
         timings = time_interleaved({label: module_step(module, x, config.mode) for label, module in

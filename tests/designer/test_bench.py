@@ -125,3 +125,16 @@ def test_cli_json_contract():
     assert out["batch_size"] == 2 and out["threads"] >= 1 and out["dense"]["median_ms"] > 0
     assert set(out["backends"]) == {"reference", "decomposed", "taichi", "auto"}  # and nothing but JSON on stdout
     assert all(timing["speedup_vs_dense"] > 0 for timing in out["backends"].values())
+
+
+def test_a_backend_that_cannot_build_gives_every_layer_its_error_instead_of_raising(monkeypatch):
+    import designer.bench as bench
+    real = bench.build_model
+
+    def no_taichi(design, backend="reference"):
+        if backend == "taichi":
+            raise ImportError("taichi is not installed")
+        return real(design, backend)
+    monkeypatch.setattr(bench, "build_model", no_taichi)
+    rows = bench_layers(TINY, "taichi", BenchConfig(batch_size=2, repeats=1, warmup=0), names=["conv1"])
+    assert rows == [{"name": "conv1", "kind": "ask", "error": "ImportError: taichi is not installed"}]
