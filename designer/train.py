@@ -410,9 +410,13 @@ def train(design: Design, hp: HParams, run_dir: str | Path, store=None, run_id: 
     if test_acc is None:  # resumed at the very end: report the checkpoint's model
         test_loss, test_acc = evaluate(model, tests, hp.channels_last)
         last_ckpt = last_ckpt or checkpoint()
-    if not sink.flush():
-        sink.keep_unsaved()
-        raise sink.error
+    while not sink.flush():  # the last rows: wait for a failing store as long as a run would
+        if sink.gave_up():
+            kept = sink.keep_unsaved()
+            raise StoreError(f"the run store failed for over {STORE_GIVE_UP_S:.0f} s ({sink.error}); the run ended "
+                             f"at step {step} with {Path(last_ckpt).name}, its unsaved metric rows are in {kept} and "
+                             f"go to the store on resume", str(run_dir))
+        time.sleep(1.0)
     count = count_design(design)
     return {
         "run_id": run_id, "run_dir": str(run_dir), "checkpoint": str(last_ckpt),
