@@ -66,9 +66,13 @@ def test_design_json_round_trip_through_the_cli(tmp_path):
 def test_lowrank_ratio_and_config_options(tmp_path):
     args = build_parser().parse_args(["count", "--arch", "resnet", "--depth", "8", "--lowrank-ratio", "2"])
     design = design_from_args(args)
-    ranks = {i: c.rank for i, c in enumerate(design.layers) if c.kind == "lowrank"}
-    assert len(ranks) == 7  # every 3x3 conv of ResNet-8, the first included (as accnn)
-    from designer.lowrank import dumps_config
+    from designer.build import design_layers
+    from designer.lowrank import dumps_config, layer_costs, lowrank_saves, ranks_cost
+    layers = design_layers(design)
+    ranks = [c.rank if c.kind == "lowrank" else 0 for c in design.layers]  # every 3x3 conv competes (as accnn);
+    assert len(layers) == 7 and any(ranks)  # one that keeps more of its spectrum dense, within budget, stays dense
+    assert all(lowrank_saves(layer, r) for layer, r in zip(layers, ranks) if r)
+    assert ranks_cost(layers, ranks) <= sum(layer_costs(layer)[1] for layer in layers) / 2
     config = tmp_path / "accnn.json"
     config.write_text(dumps_config(design))
     again = design_from_args(build_parser().parse_args(["count", "--arch", "resnet", "--depth", "8",
