@@ -29,6 +29,7 @@ import torch
 
 from designer.bench import BACKENDS, BenchConfig, bench_design, bench_layers
 from designer.cli import build_parser, design_from_args
+from designer.reports import benchmark_notes
 from models.layers.ask import ASK_BACKENDS
 from models.layers.blocksparse import BLOCKSPARSE_BACKENDS
 from models.layers.hetconv import HETCONV_BACKENDS
@@ -47,16 +48,19 @@ def design_for(name: str):
 
 
 def print_row(config: str, r: dict) -> None:
+    """One line per run (each median with the spread of its repeats), then what makes it less trustworthy."""
     d = r["dense"]
-    line = (f"{config:11} {r['mode']:5} {r['batch_size']:5d} {d['median_ms']:9.2f} {d['layout'][:5]:5} "
-            f"{d['gflops']:6.1f}")
+    line = (f"{config:11} {r['mode']:5} {r['batch_size']:5d} {d['median_ms']:9.2f} {d['spread']:6.0%} "
+            f"{d['layout'][:5]:5} {d['gflops']:6.1f}")
     for name, t in r["backends"].items():
         if "error" in t:
             line += f" | {name[:10]:10} n/a: {t['error']}"
             continue
-        line += (f" | {name[:10]:10} {t['median_ms']:9.2f} {t['layout'][:5]:5} {t['speedup_vs_dense']:5.2f}x "
-                 f"cpu {t['cpu_speedup_vs_dense']:5.2f}x {t['gflops']:6.1f} GF/s")
+        line += (f" | {name[:10]:10} {t['median_ms']:9.2f} {t['spread']:5.0%} {t['layout'][:5]:5} "
+                 f"{t['speedup_vs_dense']:5.2f}x cpu {t['cpu_speedup_vs_dense']:5.2f}x {t['gflops']:6.1f} GF/s")
     print(line, flush=True)
+    for note in benchmark_notes(r):
+        print(f"{'':11} note: {note}", flush=True)
 
 
 def main(argv=None) -> None:
@@ -72,8 +76,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"threads {torch.get_num_threads()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'config':11} {'mode':5} {'batch':>5} {'dense ms':>9} {'fmt':5} {'GF/s':>6} | backend: median ms, "
-          f"layout, speed-up (wall), speed-up (CPU time), GF/s")
+    print(f"{'config':11} {'mode':5} {'batch':>5} {'dense ms':>9} {'spread':>6} {'fmt':5} {'GF/s':>6} | backend: "
+          f"median ms, spread ((max - min) / median), layout, speed-up (wall), speed-up (CPU time), GF/s")
     out = {"threads": torch.get_num_threads(), "load_average_start": load, "runs": [], "layers": {}}
     for config_name in args.configs:
         design = design_for(config_name)
