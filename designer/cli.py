@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from designer.bench import BACKENDS as BENCH_BACKENDS, BenchConfig, bench_design, bench_layers, resolve_backends
+from designer.bench import (BACKENDS as BENCH_BACKENDS, LIMITS as BENCH_LIMITS, BenchConfig, bench_design,
+                            bench_layers, resolve_backends)
 from designer.build import build_model, dense_design, design_layers, validate
 from designer.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
 from designer.counting import CONVENTIONS, count_design
-from designer.data import DATASETS, prepare_fashion_mnist
-from designer.design import Design, LayerChoice, Network, check_prune_rate, loads_design
-from designer.errors import DesignError
+from designer.data import DATASETS, dataset_info, prepare_fashion_mnist
+from designer.design import MAX_DEPTH, MAX_JSON_BYTES, Design, LayerChoice, Network, check_prune_rate, loads_design
+from designer.errors import DesignError, shown
 from designer.shapes import ASK_PRESETS
+from designer.weights import read_weights
 from designer.workspace import data_root, workspace_home
+
+MAX_WIDTH = 4096  # HetConv's P and 1xN's N: above any network's channel count (each layer checks it divides)
 
 
 class CliParser(argparse.ArgumentParser):
@@ -31,22 +37,69 @@ class CliParser(argparse.ArgumentParser):
         raise DesignError(message, self.prog)
 
 
+def int_in(low: int, high: int, what: str = "it", hint: str = ""):
+    """An argparse type: an integer in low..high, refused at parse time with the range in the message."""
+    def parse(text: str) -> int:
+        allowed = f"an integer in {low}..{high}{hint}"
+        try:
+            value = int(text)
+        except ValueError:  # not a number, or past Python's int-to-str digit limit
+            raise argparse.ArgumentTypeError(f"{what} must be {allowed}, got {shown(text)}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {low} ({allowed}), got {shown(value)}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{what} must be at most {high} ({allowed}), got {shown(value)}")
+        return value
+    return parse
+
+
+def number_in(low: float, what: str = "it"):
+    """An argparse type: a finite number at least `low` (nan and inf refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= low):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number at least {low:g}, got {shown(text)}")
+        return value
+    return parse
+
+
+def prune_rate(text: str) -> float:
+    """An argparse type for --prune-rate: design.check_prune_rate's range, at parse time."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"prune_rate must be a fraction in [0, 1), got {shown(text)}") from None
+    try:
+        check_prune_rate(value, "--prune-rate")
+    except DesignError:
+        raise argparse.ArgumentTypeError(f"prune_rate must be in [0, 1), got {shown(value)}") from None
+    return value
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model options")
-    group.add_argument("--arch", default="vgg", help="vgg, resnet (ASK aliases vgg_any, resnet_any), vgg_hetconv, "
-                                                    "resnet_proj, mobilenetv2, mobilenetv3")
-    group.add_argument("--depth", type=int, default=None,
-                       help="VGG 11/13/16/19 (default 16); ResNet 6n+2 (default 20); MobileNets fixed (0)")
-    group.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    group.add_argument("--arch", help="vgg (default), resnet (ASK aliases vgg_any, resnet_any), vgg_hetconv, "
+                                      "resnet_proj, mobilenetv2, mobilenetv3")
+    depths = ": VGG 11/13/16/19, ResNet 6n+2, MobileNets 0"
+    group.add_argument("--depth", type=int_in(0, MAX_DEPTH, "the depth", depths), default=None,
+                       help=f"VGG 11/13/16/19 (default 16); ResNet 6n+2 up to {MAX_DEPTH} (default 20); "
+                            f"MobileNets fixed (0)")
+    group.add_argument("--dataset", choices=sorted(DATASETS), help="default cifar10")
     shapes = group.add_mutually_exclusive_group()
     shapes.add_argument("--anycfg", metavar="PRESET", help=f"ASK preset on every 3x3 conv: {', '.join(ASK_PRESETS)}")
     shapes.add_argument("--cfglist", metavar="FILE", help="ASK cfglist (JSON or the ASK README's Python list)")
-    group.add_argument("--hetconv", type=int, metavar="P", help="HetConv with part P on every 3x3 conv but the first")
-    group.add_argument("--block-n", type=int, metavar="N", help="1xN pruning: blocks of N output channels")
-    group.add_argument("--prune-rate", type=float, metavar="R", help="1xN pruning: fraction of blocks pruned per layer")
+    group.add_argument("--hetconv", type=int_in(1, MAX_WIDTH, "P"), metavar="P",
+                       help="HetConv with part P on every 3x3 conv but the first")
+    group.add_argument("--block-n", type=int_in(1, MAX_WIDTH, "N"), metavar="N",
+                       help="1xN pruning: blocks of N output channels")
+    group.add_argument("--prune-rate", type=prune_rate, metavar="R",
+                       help="1xN pruning: fraction of blocks pruned per layer, in [0, 1)")
     group.add_argument("--rearrange", action="store_true", help="1xN pruning: sort filters by L1 norm first")
     lowrank = group.add_mutually_exclusive_group()
-    lowrank.add_argument("--lowrank-ratio", type=float, metavar="R",
+    lowrank.add_argument("--lowrank-ratio", type=number_in(1, "the speed-up ratio"), metavar="R",
                          help="accnn: ranks for an R-fold conv speed-up, from the weights (--checkpoint or fresh)")
     lowrank.add_argument("--lowrank-config", metavar="FILE", help="accnn config JSON: {conv_params: {layer: rank}}")
     group.add_argument("--padfree", action="store_true",
@@ -59,26 +112,44 @@ DEFAULT_DEPTH = {"vgg": 16, "vgg_any": 16, "resnet": 20, "resnet_any": 20, "vgg_
                  "mobilenetv2": 0, "mobilenetv3": 0}
 
 
-def read_text(path: str, what: str) -> str:
+# What --design replaces: given together, one of them would be silently ignored.
+DESIGN_REPLACES = ("--arch", "--depth", "--dataset", "--anycfg", "--cfglist", "--hetconv", "--block-n",
+                   "--prune-rate", "--rearrange", "--lowrank-ratio", "--lowrank-config", "--padfree")
+
+
+def read_text(path: str, what: str, limit: int = MAX_JSON_BYTES) -> str:
+    """A text file of at most `limit` bytes, read no further than that (`--design /dev/zero` is refused)."""
     try:
-        return Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DesignError(f"cannot read {what}: {err.strerror if isinstance(err, OSError) else err}", path) from None
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+    except OSError as err:
+        raise DesignError(f"cannot read {what}: {err.strerror}", path) from None
+    if len(data) > limit:
+        raise DesignError(f"{what} is larger than the limit of {limit} bytes", path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DesignError(f"{what} is not UTF-8 text", path) from None
 
 
 def design_from_args(args) -> Design:
     """The design the model options describe."""
     if args.design:
+        given = [option for option in DESIGN_REPLACES if getattr(args, option[2:].replace("-", "_")) not in
+                 (None, False)]
+        if given:
+            raise DesignError(f"{given[0]} would be ignored: the design file replaces the model options (put the "
+                              f"choice in the design, or leave --design out)", "--design")
         return loads_design(read_text(args.design, "the design"), args.design)
-    depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(args.arch, 16)
-    base = dense_design(Network(args.arch, depth, args.dataset), args.padfree)
+    arch = args.arch or "vgg"
+    depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(arch, 16)
+    base = dense_design(Network(arch, depth, args.dataset or "cifar10"), args.padfree)
     if args.cfglist:
         design = design_from_cfglist(base.network, parse_cfglist_text(read_text(args.cfglist, "the cfglist"),
-                                                                     args.cfglist), args.cfglist)
-        design = Design(design.network, design.layers, args.padfree)
+                                                                     args.cfglist), args.cfglist, args.padfree)
     elif args.anycfg:
         preset = LayerChoice.preset(args.anycfg, "--anycfg")
-        covered = set(cfglist_layers(base.network))
+        covered = set(cfglist_layers(base.network, args.padfree))
         design = base.with_layers(preset if i in covered else layer for i, layer in enumerate(base.layers))
     else:
         design = base
@@ -90,17 +161,12 @@ def apply_variant_options(design: Design, args) -> Design:
     from designer import lowrank, variants
     layers = design_layers(design)
     if args.hetconv is not None:
-        if args.hetconv < 1:
-            raise DesignError(f"P must be at least 1, got {args.hetconv}", "--hetconv")
         design = variants.apply_to(design, {i: LayerChoice.hetconv(args.hetconv)
                                             for i in variants.hetconv_layers(layers)}, "--hetconv")
     if (args.block_n is None) != (args.prune_rate is None) or (args.rearrange and args.block_n is None):
         raise DesignError("1xN pruning needs both --block-n N and --prune-rate R (--rearrange is optional)",
                           "--block-n")
     if args.block_n is not None:
-        if args.block_n < 1:
-            raise DesignError(f"N must be at least 1, got {args.block_n}", "--block-n")
-        check_prune_rate(args.prune_rate, "--prune-rate")
         choice = LayerChoice.blocksparse(args.block_n, args.prune_rate, args.rearrange)
         design = variants.apply_to(design, {i: choice for i in variants.pruning_layers(layers, args.block_n)}, "--block-n")
     if args.lowrank_config:
@@ -124,22 +190,35 @@ def dense_weights_model(design: Design, checkpoint: str | None) -> torch.nn.Modu
 
 
 def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Load our checkpoint (a state_dict, or a dict holding one) with weights_only=True."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DesignError("no such file", path) from None
-    except Exception as err:  # torch raises many types for corrupt files
-        raise DesignError(f"not a readable weights file ({type(err).__name__}: {str(err).splitlines()[0][:120]})",
-                          path) from None
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise DesignError("the file holds no state_dict", path)
+    """Load our checkpoint (a state_dict, or a dict holding one; designer.weights reads it) exactly."""
+    state = read_weights(path).state_dict
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
         raise DesignError(f"the weights do not fit the design: {first[:200]}", path) from None
+
+
+def load_file(path: str, what: str):
+    """torch.load(weights_only=True) of a file that is not weights (an input tensor, an ASK checkpoint)."""
+    if not Path(path).is_file():
+        raise DesignError("no such file", path)
+    if Path(path).stat().st_size == 0:
+        raise DesignError("the file is empty", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt files
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        raise DesignError(f"not a readable {what} ({type(err).__name__}{': ' if reason else ''}{reason[:120]})",
+                          path) from None
+
+
+def check_output_path(path: str, option: str) -> None:
+    """An output file name whose folder exists and that is not a folder itself: refused before any work."""
+    if not path or path.endswith(("/", os.sep)) or Path(path).is_dir():
+        raise DesignError(f"needs a file name, got {shown(path) if path else 'an empty path'}", option)
+    if not Path(path).resolve().parent.is_dir():
+        raise DesignError(f"the folder {shown(str(Path(path).parent))} does not exist", option)
 
 
 def cmd_count(args) -> dict:
@@ -165,15 +244,7 @@ def cmd_infer(args) -> dict:
         raise DesignError("infer needs --checkpoint FILE", "infer")
     model = build_model(design)
     load_weights(model, args.checkpoint)
-    try:
-        x = torch.load(args.input, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DesignError("no such file", args.input) from None
-    except Exception as err:
-        raise DesignError(f"not a readable tensor file ({type(err).__name__})", args.input) from None
-    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4) or x.shape[-3] != 3:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise DesignError(f"expected a float tensor of shape (N, 3, H, W) or (3, H, W), got {shape}", args.input)
+    x = check_input(load_file(args.input, "tensor file"), design, args.input)
     batch = x.unsqueeze(0) if x.dim() == 3 else x
     model.eval()
     with torch.no_grad():
@@ -185,16 +256,26 @@ def cmd_infer(args) -> dict:
     return result
 
 
+def check_input(x, design: Design, where: str) -> torch.Tensor:
+    """A real floating-point (N, C, H, W) or (C, H, W) tensor of the design's input size; a complex or integer
+    one is refused, not cast."""
+    info = dataset_info(design.network.dataset)
+    expected = (info.in_channels, info.input_size, info.input_size)
+    if not isinstance(x, torch.Tensor):
+        raise DesignError(f"expected a tensor, got {type(x).__name__}", where)
+    if not x.is_floating_point():
+        raise DesignError(f"expected a real floating-point tensor, got {x.dtype} (convert it yourself: nothing is "
+                          f"cast silently)", where)
+    if x.dim() not in (3, 4) or tuple(x.shape[-3:]) != expected:
+        raise DesignError(f"expected a tensor of shape (N, {', '.join(map(str, expected))}) or {expected} for "
+                          f"{design.network.dataset}, got {tuple(x.shape)}", where)
+    return x
+
+
 def cmd_import_ask(args) -> dict:
     from designer.ask_import import import_ask_checkpoint
     design = design_from_args(args)
-    try:
-        checkpoint = torch.load(args.ckpt, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DesignError("no such file", args.ckpt) from None
-    except Exception as err:
-        raise DesignError(f"not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})",
-                          args.ckpt) from None
+    checkpoint = load_file(args.ckpt, "checkpoint")
     model = import_ask_checkpoint(design, checkpoint)
     torch.save({"state_dict": model.state_dict(), "design": validate(design).to_json()}, args.out)
     result = {"out": args.out, "tensors": len(model.state_dict()), "layers": len(design_layers(design))}
@@ -258,13 +339,16 @@ def build_parser() -> CliParser:
 
     bench = commands.add_parser("bench", help="latency of the design against its dense network, same run")
     add_model_options(bench)
-    bench.add_argument("--batch-size", type=int, default=1)
+    for field, default in (("batch_size", 1), ("repeats", 10), ("warmup", 2)):
+        low, high, option = BENCH_LIMITS[field]
+        bench.add_argument(option, type=int_in(low, high, field.replace("_", " ")), default=default,
+                           help=f"{low}..{high} (default {default})")
     bench.add_argument("--backend", default="all", help=f"{', '.join(BENCH_BACKENDS)} or all")
-    bench.add_argument("--repeats", type=int, default=10)
-    bench.add_argument("--warmup", type=int, default=2)
     bench.add_argument("--mode", default="infer", choices=("infer", "train"),
                        help="infer: eval forward; train: forward + backward")
-    bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    cores = os.cpu_count() or 1
+    bench.add_argument("--threads", type=int_in(0, cores, "threads", ": 0 is torch's choice, at most the cores"),
+                       default=0, help=f"torch threads, 1..{cores} (default 0: torch's choice)")
     bench.add_argument("--per-layer", action="store_true", help="also time each convolution alone")
     bench.set_defaults(run=cmd_bench)
 
@@ -280,9 +364,16 @@ def build_parser() -> CliParser:
     return parser
 
 
+# Every command's output-file options: checked before any work, so a bad path fails at once, not after it.
+OUTPUT_OPTIONS = ("out", "output")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        for dest in OUTPUT_OPTIONS:
+            if getattr(args, dest, None) is not None:
+                check_output_path(getattr(args, dest), f"--{dest}")
         result = args.run(args)
     except DesignError as err:
         print(f"error: {err}", file=sys.stderr)

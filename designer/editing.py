@@ -51,7 +51,7 @@ def apply_preset(design: Design, indices, name: str) -> Design:
 
 def apply_preset_to_3x3(design: Design, name: str) -> Design:
     """A preset on every full 3x3 convolution (what `--anycfg` does); other layers keep their choice."""
-    return apply_preset(design, cfglist_layers(design.network), name)
+    return apply_preset(design, cfglist_layers(design.network, design.padfree), name)
 
 
 def change_network(design: Design, network: Network) -> Design:
@@ -301,7 +301,7 @@ def describe_choice(choice: LayerChoice) -> str:
 
 def uniform_preset(design: Design) -> str | None:
     """The preset on every full 3x3 conv with every other conv dense ('dense' for the dense network), or None."""
-    covered = set(cfglist_layers(design.network))
+    covered = set(cfglist_layers(design.network, design.padfree))
     names = {preset_name(choice) for i, choice in enumerate(design.layers) if i in covered}
     others = {preset_name(choice) for i, choice in enumerate(design.layers) if i not in covered}
     if len(names) != 1 or None in names or others - {"dense"}:

@@ -6,9 +6,10 @@ This module is the one home of that numbering and of the ASK presets.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
-from designer.errors import DesignError
+from designer.errors import DesignError, shown
 
 KERNEL_SIZES = (3, 5, 7)
 
@@ -76,17 +77,17 @@ class KernelShape:
 def validate_taps(taps, k: int, where: str | None = None) -> None:
     """Raise DesignError unless `taps` is a non-empty list of distinct taps of a k x k kernel."""
     if k not in KERNEL_SIZES:
-        raise DesignError(f"kernel size {k!r} is not supported (choose one of {KERNEL_SIZES})", where)
+        raise DesignError(f"kernel size {shown(k)} is not supported (choose one of {KERNEL_SIZES})", where)
     if not isinstance(taps, (list, tuple)):
         raise DesignError(f"a shape must be a list of tap numbers, got {type(taps).__name__}", where)
     if len(taps) == 0:
         raise DesignError("a shape is empty: it needs at least one active tap", where)
     for tap in taps:
         if isinstance(tap, bool) or not isinstance(tap, int):
-            raise DesignError(f"tap {tap!r} is not an integer", where)
+            raise DesignError(f"tap {shown(tap)} is not an integer", where)
         if not 1 <= tap <= k * k:
-            raise DesignError(f"tap {tap} is out of range 1..{k * k} for a {k}x{k} kernel", where)
-    duplicates = sorted({t for t in taps if list(taps).count(t) > 1})
+            raise DesignError(f"tap {shown(tap)} is out of range 1..{k * k} for a {k}x{k} kernel", where)
+    duplicates = sorted(t for t, n in Counter(taps).items() if n > 1)
     if duplicates:
         raise DesignError(f"duplicate taps {duplicates}", where)
 
@@ -94,7 +95,7 @@ def validate_taps(taps, k: int, where: str | None = None) -> None:
 def preset_shapes(name: str, where: str | None = None) -> list[KernelShape]:
     """The shapes of an ASK preset; DesignError naming the choices if unknown."""
     if name not in ASK_PRESETS:
-        raise DesignError(f"unknown preset {name!r} (choose one of {', '.join(ASK_PRESETS)})", where)
+        raise DesignError(f"unknown preset {shown(name)} (choose one of {', '.join(ASK_PRESETS)})", where)
     return [KernelShape(tuple(taps)) for taps in ASK_PRESETS[name]]
 
 
