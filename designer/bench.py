@@ -58,15 +58,23 @@ def check_config(config: BenchConfig) -> BenchConfig:
     for field, (low, high, option) in LIMITS.items():
         value = getattr(config, field)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            shown = repr(value) if len(repr(value)) <= 20 else repr(value)[:20] + "..."
-            raise DesignError(f"{field.replace('_', ' ')} must be an integer in {low}..{high}, got {shown}", option)
+            raise DesignError(f"{field.replace('_', ' ')} must be an integer in {low}..{high}, got {_shown(value)}",
+                              option)
     if config.mode not in MODES:
-        raise DesignError(f"unknown mode {config.mode!r} (choose one of {', '.join(MODES)})", "--mode")
+        raise DesignError(f"unknown mode {_shown(config.mode)} (choose one of {', '.join(MODES)})", "--mode")
     if config.mode == "train" and config.batch_size < 2:
         raise DesignError("a training step needs batch size at least 2: BatchNorm normalises by the batch's own "
                           "statistics, which one image per channel cannot give (VGG's classifier fails at batch 1)",
                           "--batch-size")
     return config
+
+
+def _shown(value, limit: int = 20) -> str:
+    """A bad value, short enough for one error line (repr of a 5,000-digit int even raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def spread(timing: dict) -> float:

@@ -61,9 +61,11 @@ def test_bad_options_are_refused():
     ("repeats", True, r"--repeats: repeats must be an integer in 1\.\.1000, got True"),
     ("warmup", -1, r"--warmup: warmup must be an integer in 0\.\.100, got -1"),
     ("warmup", 101, r"--warmup: warmup must be an integer in 0\.\.100, got 101"),
-    ("warmup", 10**300, r"--warmup: warmup must be an integer in 0\.\.100, got 1000000000000000000\d\.\.\.$"),
+    ("warmup", 10**5000, r"--warmup: warmup must be an integer in 0\.\.100, got an integer of 5001 digits$"),
+    ("repeats", 10**15, r"--repeats: repeats must be an integer in 1\.\.1000, got 1000000000000000$"),
     ("mode", "eval", r"--mode: unknown mode 'eval' \(choose one of infer, train\)"),
-])
+    ("mode", "x" * 10**6, r"--mode: unknown mode 'xxxxxxxxxxxxxxxxxxx\.\.\. \(choose one of infer, train\)"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 12 else "")
 def test_each_config_field_out_of_range_is_one_clear_error_with_the_range(field, value, message):
     with pytest.raises(DesignError, match=message):
         check_config(replace(BenchConfig(), **{field: value}))
