@@ -22,19 +22,24 @@ st.caption("Times the whole network (and optionally each convolution) for every 
            "repeats beside each; the dense baseline is the faster of NCHW and channels-last. Results are saved, so "
            "runs can be compared later.")
 
+state.keep("bench_backends", ["decomposed", "auto"])  # the form survives a change of page
+state.keep("bench_mode", "infer", MODES)
+state.keep("bench_repeats", 5)
+state.keep("bench_layers", False)
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
-backends = c1.multiselect("Backends", BACKENDS, default=["decomposed", "auto"], key="bench_backends",
+backends = c1.multiselect("Backends", BACKENDS, key="bench_backends",
                           help="On the first call taichi compiles its kernels and auto times every backend on each "
                                "layer (reported apart, never in a median)")
 mode = c3.selectbox("Step", MODES, key="bench_mode", format_func=lambda m: {"infer": "inference",
                                                                              "train": "training (fwd+bwd)"}[m])
 batches = TRAIN_BATCHES if mode == "train" else INFER_BATCHES
-if st.session_state.get("bench_batch") not in batches:
+state.keep("bench_batch", batches[0], batches)
+if st.session_state.bench_batch not in batches:  # the step changed under a batch it cannot take
     st.session_state.bench_batch = batches[0]
 batch = c2.selectbox("Batch size", batches, key="bench_batch",
                      help="A training step starts at batch 2: BatchNorm normalises by the batch's own statistics, "
                           "which one image cannot give")
-repeats = c4.number_input("Repeats", LIMITS["repeats"][0], 50, 5, key="bench_repeats")
+repeats = c4.number_input("Repeats", min_value=LIMITS["repeats"][0], max_value=50, key="bench_repeats")
 per_layer = st.checkbox("Also time each convolution alone (slower)", key="bench_layers")
 
 if st.button("Run benchmark", key="run_bench", type="primary", disabled=not backends):
