@@ -207,6 +207,11 @@ def list_runs(home_or_store=None) -> list[dict]:
     return store.list_runs()
 
 
+def get_run(run_id: int, home_or_store=None) -> dict:
+    """One run (fields as list_runs: `step` logged, `resume_step` where a resume continues); DesignError if none."""
+    return _get(_store(home_or_store), run_id)
+
+
 def _get(store: RunStore, run_id: int) -> dict:
     run = store.get_run(run_id)
     if run is None:

@@ -220,7 +220,7 @@ class _Sink:
         self.base, self.rewrite = step, True
         self.fields["resume_step"] = step
         if self.active and self.unsaved.exists():
-            self.pending = [tuple(row) for row in json.loads(self.unsaved.read_text()) if row[0] <= step]
+            self.pending = [row for row in _read_rows(self.unsaved) if row[0] <= step]
         if self.flush():
             self.unsaved.unlink(missing_ok=True)
 
@@ -268,6 +268,20 @@ class _Sink:
         tmp.write_text(json.dumps(self.written + self.pending))
         tmp.replace(self.unsaved)
         return self.unsaved
+
+
+def _read_rows(path: Path) -> list[tuple]:
+    """Metric rows kept in a file by a run the store failed; a damaged file is reported and yields none."""
+    try:
+        rows = [tuple(row) for row in json.loads(path.read_text())]
+        if all(len(row) == 6 and all(isinstance(v, int) and not isinstance(v, bool) for v in row[:2])
+               and all(isinstance(v, str) for v in row[2:4])
+               and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row[4:]) for row in rows):
+            return rows
+    except (OSError, ValueError, TypeError):
+        pass
+    print(f"warning: {path}: not the metric rows a run keeps; ignored", file=sys.stderr, flush=True)
+    return []
 
 
 def train(design: Design, hp: HParams, run_dir: str | Path, store=None, run_id: int | None = None,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from designer import jobs
 from designer.cli import main
 from designer.data import DEBIAN_FASHION_MNIST
 from designer.store import RunStore
@@ -151,6 +152,12 @@ def test_train_checkpoint_starts_from_those_weights(tmp_path, capsys):
     assert RunStore(tmp_path / "runs.db").get_run(2)["hparams"]["init_from"].endswith(".pt")
 
 
+def test_a_home_that_is_a_file_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    code, _, err = run_main(capsys, "runs", "list", "--home", tmp_path / "file")
+    assert code == 2 and "must be a folder" in err and len(err.strip().splitlines()) == 1
+
+
 def test_runs_list_says_where_a_stopped_run_resumes(tmp_path, capsys):
     store = RunStore(tmp_path / "runs.db")
     run_id = store.create_run({}, {}, "halfway", status="stopped", runs_root=tmp_path / "runs")
@@ -159,6 +166,7 @@ def test_runs_list_says_where_a_stopped_run_resumes(tmp_path, capsys):
     assert code == 0 and "step    150" in out and "resumes from step 120" in out
     code, out, _ = run_main(capsys, "runs", "list", "--home", tmp_path, "--json")
     assert json.loads(out)["runs"][0]["resume_step"] == 120
+    assert jobs.get_run(run_id, tmp_path)["resume_step"] == 120
 
 
 def test_a_corrupted_store_fails_to_list_with_the_way_out_and_runs_repair_salvages_it(tmp_path, capsys,

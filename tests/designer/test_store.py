@@ -154,3 +154,14 @@ def test_a_removed_wal_is_said_plainly_and_writes_work_again_once_it_is_closed(s
     reader.close()  # the last holder writes its -wal back on close
     store.log_metrics(run_id, 2, 1, "step", {"loss": 1.0})
     assert [m["step"] for m in store.metrics(run_id)] == [1, 2]
+
+
+def test_a_resume_rewrites_from_its_checkpoint_step_so_the_run_shows_where_it_really_is(store):
+    run_id = store.create_run({}, {})
+    store.write_progress(run_id, [(step, 1, "step", "loss", 1.0, 0.0) for step in range(1, 151)],
+                         {"resume_step": 100})
+    assert store.get_run(run_id)["step"] == 150
+    store.write_progress(run_id, [], {"resume_step": 100}, rewrite_after=100)  # resumed from step 100
+    run = store.get_run(run_id)
+    assert run["step"] == 100 and run["resume_step"] == 100
+    assert max(m["step"] for m in store.metrics(run_id, all_rows=True)) == 100

@@ -294,3 +294,13 @@ def test_stop_and_resume_on_fashion_mnist_with_flips_gives_the_uninterrupted_los
     assert result["resumed_from_step"] == 6
     losses = {run: [m["value"] for m in store.metrics(run, "step", "loss")] for run in (straight, resumed)}
     assert len(losses[straight]) == 8 and losses[resumed] == losses[straight]
+
+
+def test_a_damaged_unsaved_metrics_file_is_reported_and_ignored_on_resume(tmp_path, capsys):
+    store = RunStore(tmp_path / "runs.db")
+    run_id = store.create_run({}, {}, status="running")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "unsaved-metrics.json").write_text('[[1, "x"]')
+    train(dense_design(RESNET8), dataclasses.replace(TINY, epochs=1), tmp_path / "run", store, run_id, resume=True)
+    assert "not the metric rows a run keeps; ignored" in capsys.readouterr().err
+    assert [m["step"] for m in store.metrics(run_id, "step", "loss")] == [2, 4]
