@@ -33,7 +33,7 @@ from designer.counting import count_design
 from designer.design import Design, design_from_json
 from designer.errors import DesignError
 from designer.store import ACTIVE, RunStore, StoreError
-from designer.train import HParams, RunStopped, train
+from designer.train import HParams, train
 from designer.workspace import data_root, workspace_home
 
 DEFAULT_CONCURRENCY = 1
@@ -303,7 +303,7 @@ def run_training(run_id: int, home_or_store=None, resume: bool = True) -> dict:
         try:
             result = train(design, hp, run_dir, store, run_id, resume=resume, stop=stop)
         except BaseException as err:
-            stopped = isinstance(err, (KeyboardInterrupt, RunStopped))
+            stopped = isinstance(err, KeyboardInterrupt)  # RunStopped too: a stop asked for
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             with contextlib.suppress(StoreError):  # a store that failed the run may fail this too
                 store.update_run(run_id, only_if_status=("running",), status="stopped" if stopped else "failed",

@@ -196,8 +196,8 @@ STORE_GIVE_UP_S = 60.0  # a store that keeps failing this long stops the run, wi
 UNSAVED = "unsaved-metrics.json"  # in the run folder: rows a failing store did not take, replayed on resume
 
 
-class RunStopped(Exception):
-    """The run was asked to stop (SIGTERM via jobs.stop_run) and did, with a checkpoint."""
+class RunStopped(KeyboardInterrupt):
+    """The run was asked to stop (SIGTERM via jobs.stop_run) and did, with a checkpoint: an interrupt, not a failure."""
 
 
 class _Sink:
@@ -328,6 +328,9 @@ def train(design: Design, hp: HParams, run_dir: str | Path, store=None, run_id: 
         random.setstate(state["rng"]["python"])
         resumed_from = step
         print(f"resumed from {path.name} at step {step}", file=sys.stderr, flush=True)
+        if hp.init_from:
+            print(f"warning: start weights {hp.init_from} not loaded: the run continues from its checkpoint",
+                  file=sys.stderr, flush=True)
     elif hp.init_from:
         from designer.weights import load_start_weights
         print(load_start_weights(model, design, hp.init_from), file=sys.stderr, flush=True)
@@ -356,6 +359,7 @@ def train(design: Design, hp: HParams, run_dir: str | Path, store=None, run_id: 
         """Stop asked or the store gone: checkpoint here and leave (RunStopped / StoreError)."""
         if stop is not None and stop.is_set():
             path = checkpoint()
+            print(f"stopped at step {step}; resume continues from {path.name}", file=sys.stderr, flush=True)
             raise RunStopped(f"stopped at step {step}; resume continues from {path.name}")
         if sink.gave_up():
             path = checkpoint()
