@@ -168,7 +168,8 @@ def add_commands(commands) -> None:
     actions.choices["delete"].add_argument("--force", action="store_true",
                                            help="stop a queued or running run first (else refused)")
     actions.add_parser("repair", help="salvage a corrupted run store's readable rows into a fresh one "
-                                      "(the old file is kept)").add_argument("--home", help=HOME_HELP)
+                                      "(the old file is kept; stop training runs first)").add_argument(
+        "--home", help=HOME_HELP)
     for sub in actions.choices.values():
         sub.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     runs.set_defaults(run=cmd_runs)

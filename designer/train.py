@@ -111,7 +111,7 @@ class HParams:
         if not isinstance(self.backend, str) or self.backend not in ASK_BACKENDS:
             raise DesignError(f"unknown backend {_show(self.backend)} (choose one of {', '.join(ASK_BACKENDS)})",
                               "--backend")
-        if self.data not in (None, SYNTHETIC) or isinstance(self.data, bool):
+        if self.data not in (None, SYNTHETIC):
             raise DesignError(f"only {SYNTHETIC!r} (the tests' data set) may replace the design's data set, "
                               f"got {_show(self.data)}", "--data")
         return self
