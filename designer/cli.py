@@ -134,20 +134,20 @@ def read_text(path: str, what: str, limit: int = MAX_JSON_BYTES) -> str:
 
 def design_from_args(args) -> Design:
     """The design the model options describe."""
-    if args.design:
+    if args.design is not None:
         given = [option for option in DESIGN_REPLACES if getattr(args, option[2:].replace("-", "_")) not in
                  (None, False)]
         if given:
             raise DesignError(f"{given[0]} would be ignored: the design file replaces the model options (put the "
                               f"choice in the design, or leave --design out)", "--design")
         return loads_design(read_text(args.design, "the design"), args.design)
-    arch = args.arch or "vgg"
+    arch = "vgg" if args.arch is None else args.arch
     depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(arch, 16)
-    base = dense_design(Network(arch, depth, args.dataset or "cifar10"), args.padfree)
-    if args.cfglist:
+    base = dense_design(Network(arch, depth, "cifar10" if args.dataset is None else args.dataset), args.padfree)
+    if args.cfglist is not None:
         design = design_from_cfglist(base.network, parse_cfglist_text(read_text(args.cfglist, "the cfglist"),
                                                                      args.cfglist), args.cfglist, args.padfree)
-    elif args.anycfg:
+    elif args.anycfg is not None:
         preset = LayerChoice.preset(args.anycfg, "--anycfg")
         covered = set(cfglist_layers(base.network, args.padfree))
         design = base.with_layers(preset if i in covered else layer for i, layer in enumerate(base.layers))
@@ -169,7 +169,7 @@ def apply_variant_options(design: Design, args) -> Design:
     if args.block_n is not None:
         choice = LayerChoice.blocksparse(args.block_n, args.prune_rate, args.rearrange)
         design = variants.apply_to(design, {i: choice for i in variants.pruning_layers(layers, args.block_n)}, "--block-n")
-    if args.lowrank_config:
+    if args.lowrank_config is not None:
         design = lowrank.design_from_config(design, read_text(args.lowrank_config, "the accnn config"),
                                             args.lowrank_config)
     if args.lowrank_ratio is not None:
@@ -184,7 +184,7 @@ def dense_weights_model(design: Design, checkpoint: str | None) -> torch.nn.Modu
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = build_model(dense_design(design.network, design.padfree))
-    if checkpoint:
+    if checkpoint is not None:
         load_weights(model, checkpoint)
     return model
 
@@ -240,7 +240,7 @@ def cmd_count(args) -> dict:
 
 def cmd_infer(args) -> dict:
     design = design_from_args(args)
-    if not args.checkpoint:
+    if args.checkpoint is None:
         raise DesignError("infer needs --checkpoint FILE", "infer")
     model = build_model(design)
     load_weights(model, args.checkpoint)

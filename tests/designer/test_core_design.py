@@ -81,3 +81,45 @@ def test_malformed_and_oversized_json_are_refused():
         loads_design("[1, 2]")
     with pytest.raises(DesignError, match="version 7 is not supported"):
         loads_design('{"version": 7}')
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"datset": "cifar100"}, r"design: unknown key 'datset' in a design; did you mean 'dataset', a key of the network"),
+    ({"padfre": True}, r"design: unknown key 'padfre' in a design; did you mean 'padfree'\?"),
+    ({"network": {"padfre": True}}, r"network: unknown key 'padfre' in the network; did you mean 'padfree', a key of "
+                                    r"the design"),
+    ({"network": {"datset": "cifar100"}}, r"network: unknown key 'datset' in the network; did you mean 'dataset'\?"),
+    ({"layers": [{"kind": "ask", "shaps": [[5]]}]}, r"layer 1: unknown field 'shaps' for a ask layer; did you mean "
+                                                    r"'shapes'\?"),
+])
+def test_an_unknown_key_is_refused_with_the_close_match(raw, message):
+    with pytest.raises(DesignError, match=message):
+        loads_design(json.dumps(raw))
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"network": {"depth": 8, "depth": 20}}', "design: the key 'depth' is given twice in one object"),
+    ('{"layers": [{"kind": "ask", "preset": "ASK_5a", "shapes": [[5]]}]}',
+     "layer 1: give either a preset or k and shapes, not both"),
+    ('{"layers": [{"kind": "ask", "preset": "ASK_5a", "k": 5}]}', "give either a preset or k and shapes"),
+    ('{"layers": [{"kind": "blocksparse", "block_n": 4, "prune_rate": NaN}]}', "NaN is not a number JSON allows"),
+    ('{"version": Infinity}', "Infinity is not a number JSON allows"),
+    ('{"version": 1e999}', "the number '1e999' is too large"),
+    ('{"network": ' + "[" * 3000 + "]" * 3000 + "}", "nested more than 16 deep"),
+    ('{"layers": ' + "[" * 16 + "]" * 16 + "}", "nested more than 16 deep"),
+    ('{"network": {"depth": ' + "9" * 5000 + "}}", "a number has more than 4300 digits"),
+    ('{"network": {"arch": "resnet", "depth": 6002}}', r"depth must be in 0\.\.1202 \(VGG 11/13/16/19, ResNet 6n\+2"),
+    ('{"network": {"depth": -1}}', r"depth must be in 0\.\.1202"),
+])
+def test_ambiguous_or_unbounded_json_is_refused(text, message):
+    with pytest.raises(DesignError, match=message):
+        loads_design(text)
+
+
+def test_an_echoed_value_is_cut_short():
+    with pytest.raises(DesignError) as err:
+        loads_design('{"network": {"depth": ' + "9" * 4000 + "}}")
+    assert len(str(err.value)) < 250 and str(err.value).endswith("99...")
+    with pytest.raises(DesignError) as err:
+        loads_design(json.dumps({"layers": [{"kind": "x" * 100_000}]}))
+    assert len(str(err.value)) < 250 and "xxx..." in str(err.value)
