@@ -105,6 +105,10 @@ def check_layer_fits(choice: LayerChoice, layer: ConvLayer, where: str) -> None:
         raise DesignError(f"{choice.kind} needs a full convolution; {layer.name} is grouped ({spec.groups} groups)",
                           where)
     if choice.kind == "ask":
+        k = choice.shapes[0].k
+        if k != spec.kernel_size:
+            raise DesignError(f"{k}x{k} ASK shapes cannot replace the {spec.kernel_size}x{spec.kernel_size} "
+                              f"convolution {layer.name}: a shape has the size of the kernel it replaces", where)
         if spec.out_channels % len(choice.shapes):
             raise DesignError(f"{spec.out_channels} output channels cannot be split equally among "
                               f"{len(choice.shapes)} shapes", where)

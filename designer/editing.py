@@ -126,6 +126,22 @@ def block_sizes(design: Design, indices) -> list[int]:
     return [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= top and all(c.spec.out_channels % n == 0 for c in layers)]
 
 
+def lowrank_targets(design: Design, indices, rank: int) -> tuple[list[int], list[str]]:
+    """The selected layers a fixed low-rank `rank` is applied to, and why the others stay as they are: a
+    layer whose factor pair would cost at least the dense conv's MACs stays dense (designer.lowrank)."""
+    from designer.lowrank import why_not_lowrank
+
+    keep, notes = [], []
+    convs = design_layers(design)
+    for i in sorted(set(indices)):
+        why = why_not_lowrank(convs[i], rank)
+        if why:
+            notes.append(f"layer {i + 1} stays as it is: {why}")
+        else:
+            keep.append(i)
+    return keep, notes
+
+
 def max_rank_of(design: Design, indices) -> int:
     """The largest low-rank rank every selected layer takes (min over layers of min(C*kh, N*kw))."""
     convs = design_layers(design)
@@ -437,3 +453,30 @@ def lowrank_by_ratio(design: Design, indices, ratio: float, seed: int = 0, weigh
         load_dense_weights(model, dense, weights, "weights")
     with torch.no_grad():
         return validate(lowrank_design(base, indices, model, ratio))
+
+
+# --- deriving a design from a trained network ---------------------------------------------------
+
+DERIVATIONS = {  # how -> what it does (the papers' defaults)
+    "1xN": "1x16 blocks pruned 50% (masks from the weights' L1 norms) on every full conv but the first and the "
+           "classifier, as lmbxmu/1xN",
+    "low-rank": "accnn ranks for a 2x speed-up (SVD of the weights) on every full conv but the classifier",
+    "ASK_5a": "ASK_5a on every full 3x3 conv (the ASK paper's preset)",
+}
+
+
+def derive_design(base: Design, how: str, weights: dict | None = None) -> Design:
+    """A design of `base`'s network made from a trained one: the classic next step after training dense.
+    `weights` (a dense state_dict) feed the low-rank SVD; the 1xN masks come from the weights the run
+    starts from when it is built."""
+    from designer.variants import lowrank_layers, pruning_layers
+
+    if how not in DERIVATIONS:
+        raise DesignError(f"unknown derivation {how!r} (choose one of {', '.join(DERIVATIONS)})", "derive")
+    dense = dense_design(base.network, base.padfree)
+    convs = design_layers(dense)
+    if how == "ASK_5a":
+        return apply_preset_to_3x3(dense, "ASK_5a")
+    if how == "1xN":
+        return set_choice(dense, pruning_layers(convs, 16), LayerChoice.blocksparse(16, 0.5))
+    return lowrank_by_ratio(dense, lowrank_layers(convs), 2.0, weights=weights)

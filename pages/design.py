@@ -6,13 +6,14 @@ import json
 import streamlit as st
 
 from designer import editing
-from designer.analysis import layer_table, totals
+from designer.analysis import cost_name, layer_table, totals
 from designer.build import design_layers
 from designer.cfglist import design_to_cfglist
 from designer.data import DATASETS
 from models import supports_padfree
 from designer.design import DENSE, LayerChoice, Network
 from designer.errors import DesignError
+from designer.weights import dense_start_weights
 from designer.shapes import ASK_PRESETS, preset_shapes
 from pages import state
 
@@ -95,10 +96,11 @@ if notes:
     st.info("\n".join(f"- {state.plain(note)}" for note in notes), icon=":material/info:")
 
 t = totals(d, state.convention())
+cost = cost_name(state.convention())
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Params", f"{t.params / 1e6:.4f}M", f"{t.params_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
-m2.metric("FLOPs", f"{t.flops / 1e6:.2f}M", f"{t.flops_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
-m3.metric("FLOPs saved", f"{t.flops_saving:.2f}x", help="dense FLOPs / this design's FLOPs")
+m2.metric(cost, f"{t.flops / 1e6:.2f}M", f"{t.flops_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
+m3.metric(f"{cost} saved", f"{t.flops_saving:.2f}x", help=f"dense {cost} / this design's {cost}")
 m4.metric("Convolutions", n, f"{sum(c.kind != 'dense' for c in d.layers)} changed", delta_color="off", delta_arrow="off")
 
 # --- selection: by module path, so it survives a change of network ------------------------------
@@ -191,9 +193,9 @@ st.dataframe(
         "#": st.column_config.NumberColumn(width="small"),
         "choice": st.column_config.TextColumn(width="medium"),
         "params": st.column_config.NumberColumn(format="localized"),
-        "FLOPs": st.column_config.NumberColumn(format="localized", help=f"per image, `{state.convention()}`"),
+        "FLOPs": st.column_config.NumberColumn(cost, format="localized", help=f"per image, `{state.convention()}`"),
         "vs dense": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0,
-                                                    help="this layer's FLOPs / the dense layer's"),
+                                                    help=f"this layer's {cost} / the dense layer's"),
     },
 )
 
@@ -310,6 +312,8 @@ else:
             block_n = b1.selectbox("Block N (consecutive output channels)", sizes,
                                    index=sizes.index(16) if 16 in sizes else len(sizes) - 1, key="block_n")
             rate = b2.slider("Prune rate", 0.0, 0.95, 0.5, 0.05, key="prune_rate")
+            st.caption(f"The masks keep the blocks of largest L1 norm in the weights the run starts from: "
+                       f"{state.plain(state.start_weights()[1])} (the Train page's *Start from*).")
             rearrange = b3.checkbox("Rearrange filters", key="rearrange",
                                     help="group similar filters before blocking (the paper's rearrangement)")
             st.button(f"Apply 1x{block_n} at {rate:.0%} to {len(selection)} layers", key="apply_1xn", type="primary",
@@ -322,23 +326,39 @@ else:
 
     with tab_lowrank:
         top = editing.max_rank_of(d, selection)
+        weights_path, weights_label = state.start_weights()
+        st.caption(f"Ranks by ratio come from the SVD of {state.plain(weights_label)} (the Train page's "
+                   "*Start from*); the factors themselves are computed from the weights the run starts from.")
         l1, l2 = st.columns(2)
         with l1:
             st.markdown("**By rank** (the same rank on every selected layer)")
             rank = st.number_input("Rank", 1, max(top, 1), min(16, max(top, 1)), key="lowrank_rank",
-                                   help=f"at most {top} for this selection (min over layers of min(C*kh, N*kw))")
-            st.button(f"Apply rank {rank}", key="apply_rank",
-                      on_click=lambda: state.edit(lambda cur: editing.set_choice(cur, selection,
+                                   help=f"at most {top} for this selection (min over layers of min(C*kh, N*kw)); "
+                                        "a layer where the rank saves no MACs stays dense")
+            rank_layers, rank_notes = editing.lowrank_targets(d, selection, int(rank))
+            st.button(f"Apply rank {rank} to {len(rank_layers)} layer{'s' if len(rank_layers) != 1 else ''}",
+                      key="apply_rank", disabled=not rank_layers,
+                      on_click=lambda: state.edit(lambda cur: editing.set_choice(cur, rank_layers,
                                                                                  LayerChoice.lowrank(rank)),
                                                   f"low-rank {rank}", "lowrank"))
+            for note in rank_notes[:5]:
+                st.caption(state.plain(note))
+            if len(rank_notes) > 5:
+                st.caption(f"... and {len(rank_notes) - 5} more layers stay as they are.")
         with l2:
             st.markdown("**By speed-up ratio** (accnn: SVD + knapsack over the selected layers)")
             ratio = st.number_input("Speed-up ratio R", 1.1, 20.0, 2.0, 0.1, key="lowrank_ratio")
             if st.button(f"Select ranks for {ratio:.1f}x", key="apply_ratio"):
                 with st.status(f"Selecting ranks for {len(selection)} layers (SVD of each, then a knapsack)...",
                                expanded=False) as status:
-                    ok = state.edit(lambda cur: editing.lowrank_by_ratio(cur, selection, ratio),
-                                    f"low-rank {ratio:.1f}x", "lowrank")
+                    try:
+                        weights = dense_start_weights(d, weights_path)[0] if weights_path else None
+                    except DesignError as err:
+                        st.session_state.errors["lowrank"] = str(err)
+                        ok = False
+                    else:
+                        ok = state.edit(lambda cur: editing.lowrank_by_ratio(cur, selection, ratio, weights=weights),
+                                        f"low-rank {ratio:.1f}x", "lowrank")
                     status.update(label="Ranks selected" if ok else "No ranks selected",
                                   state="complete" if ok else "error")
                 st.rerun()

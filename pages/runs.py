@@ -1,12 +1,15 @@
-"""Runs page: every run, overlaid curves, accuracy against FLOPs and latency, exports."""
+"""Runs page: every run, overlaid curves, accuracy against MACs and latency, derive and fine-tune, exports."""
 from __future__ import annotations
+
+import html
 
 import plotly.express as px
 import streamlit as st
 
-from designer import jobs
+from designer import editing, jobs
 from designer.design import design_from_json
 from designer.errors import DesignError
+from designer.weights import dense_start_weights, run_weights_path
 from designer.reports import EXPORT_FORMATS, curves, export_bytes, runs_table
 from pages import state
 
@@ -46,7 +49,7 @@ metrics = {"test accuracy (per epoch)": ("test", "acc"), "test loss (per epoch)"
            "learning rate": ("step", "lr")}
 which = st.selectbox("Curve", list(metrics), key="runs_metric")
 if chosen:
-    labels = {i: f"{i} · {by_id[i]['name']}" for i in chosen}
+    labels = {i: html.escape(f"{i} · {by_id[i]['name']}") for i in chosen}
     data = curves(store, chosen, *metrics[which], labels=labels)
     if data:
         fig = px.line(data, x="step", y="value", color="run", markers=metrics[which][0] == "test")
@@ -56,16 +59,28 @@ if chosen:
     else:
         st.caption("No points yet for these runs.")
 
+
+
+def _labelled(points: list[dict]) -> list[dict]:
+    """Rows with a short point label ('run 3') and the user's text HTML-escaped (plotly renders tags)."""
+    return [{**r, "point": f"run {r['id']}", "name": html.escape(r["name"]), "design": html.escape(r["design"])}
+            for r in points]
+
+
 scatter = [r for r in rows if r["best acc (%)"] is not None]
 if scatter:
     s1, s2 = st.columns(2)
-    fig = px.scatter(scatter, x="FLOPs (M)", y="best acc (%)", color="design", hover_data=["id", "name"])
+    fig = px.scatter(_labelled(scatter), x="FLOPs (M)", y="best acc (%)", color="design", text="point",
+                     hover_data=["id", "name"], labels={"FLOPs (M)": "MACs per image (M)"})
+    fig.update_traces(textposition="top center")
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
-                      title="accuracy against FLOPs")
+                      title="accuracy against MACs")
     s1.plotly_chart(fig, key="acc_vs_flops")
     timed = [r for r in scatter if r["latency (ms)"] is not None]
     if timed:
-        fig = px.scatter(timed, x="latency (ms)", y="best acc (%)", color="design", hover_data=["id", "name"])
+        fig = px.scatter(_labelled(timed), x="latency (ms)", y="best acc (%)", color="design", text="point",
+                         hover_data=["id", "name"])
+        fig.update_traces(textposition="top center")
         fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
                           title="accuracy against measured latency")
         s2.plotly_chart(fig, key="acc_vs_latency")
@@ -76,7 +91,7 @@ st.subheader("Act on a run")
 run_id = st.selectbox("Run", ids, key="runs_selected",
                       format_func=lambda i: f"{i} · {by_id[i]['name']} · {by_id[i]['status']}")
 run = by_id[run_id]
-a1, a2, a3, a4, a5 = st.columns(5)
+a1, a2, a3, a4 = st.columns(4)
 
 
 def _act(fn, rid):
@@ -90,15 +105,69 @@ def _open(rid):
     state.edit(lambda cur: design_from_json(by_id[rid]["design"]), f"open run {rid}'s design", "runs")
 
 
+def _ask_delete(rid):
+    st.session_state.runs_confirm_delete = rid
+
+
+def _delete(rid):
+    st.session_state.pop("runs_confirm_delete", None)
+    _act(lambda r: jobs.delete_run(r, force=True), rid)
+
+
 a1.button("Stop", key="runs_stop", on_click=_act, args=(jobs.stop_run, run_id),
           disabled=run["status"] not in ("queued", "running"))
 a2.button("Resume", key="runs_resume", on_click=_act, args=(jobs.resume_run, run_id),
           disabled=run["status"] not in ("stopped", "interrupted", "failed"))
-a3.button("Delete", key="runs_delete", on_click=_act, args=(jobs.delete_run, run_id))
+a3.button("Delete...", key="runs_delete", on_click=_ask_delete, args=(run_id,),
+          help="asks first; a running run is stopped before its folder is removed")
 a4.button("Open its design", key="runs_open", on_click=_open, args=(run_id,),
           help="make it the current design (undo brings yours back)")
+if st.session_state.get("runs_confirm_delete") == run_id:
+    active = run["status"] in ("queued", "running")
+    with st.container(border=True):
+        st.warning(f"Delete run {run_id} ({state.plain(run['name'])}): its checkpoints, logs and metrics go for good"
+                   + ("; it is **" + run["status"] + "** and will be stopped first." if active else "."))
+        c1, c2, _ = st.columns([1, 1, 3])
+        c1.button("Stop and delete" if active else "Delete for good", key="runs_delete_confirm", type="primary",
+                  on_click=_delete, args=(run_id,))
+        c2.button("Cancel", key="runs_delete_cancel",
+                  on_click=lambda: st.session_state.pop("runs_confirm_delete", None))
 if state.error("runs"):
-    st.error(state.error("runs"))
+    st.error(state.plain(state.error("runs")))
+
+
+def _derive(rid, how):
+    """Make a design derived from this run's trained network current, and start the next run from its weights."""
+    source = by_id[rid]
+    try:
+        path = run_weights_path(source)
+        base = design_from_json(source["design"])
+        weights = dense_start_weights(base, path)[0] if how == "low-rank" else None
+        derived = editing.derive_design(base, how, weights)
+    except DesignError as err:
+        st.session_state.errors["derive"] = str(err)
+        return
+    state.clear_error("derive")
+    state.commit(derived, f"{how} from run {rid}")
+    state.preset_form("train_start", "run")
+    state.preset_form("train_start_run", rid)
+    st.session_state.derived_from = rid
+
+
+if run["status"] == "finished":
+    st.markdown("**Derive a design from this run** (then fine-tune it on the Train page, starting from these "
+                "weights, and compare here)")
+    d1, d2 = st.columns([2, 3], vertical_alignment="bottom")
+    how = d1.selectbox("How", list(editing.DERIVATIONS), key="runs_derive_how")
+    d1.button(f"Derive {how} from run {run_id}", key="runs_derive", on_click=_derive, args=(run_id, how),
+              type="primary")
+    d2.caption(editing.DERIVATIONS[how])
+    if st.session_state.get("derived_from") == run_id and not state.error("derive"):
+        st.success(f"The current design is now {state.plain(editing.summarize(state.design()))}, starting from "
+                   f"run {run_id}'s weights: launch it on the Train page.")
+        st.page_link("pages/train.py", label="Fine-tune it on the Train page", icon=":material/model_training:")
+    if state.error("derive"):
+        st.error(state.plain(state.error("derive")))
 
 st.markdown("**Export**")
 e1, e2, e3, e4 = st.columns(4)
@@ -110,6 +179,8 @@ for col, fmt in zip((e1, e2), ("design", "cfglist")):
     else:
         col.download_button(f"{fmt} JSON", payload, file_name=file_name, mime=mime, key=f"dl_{fmt}",
                             icon=":material/download:")
+e4.caption("ONNX: input `input` of shape (batch, 3, 32, 32), float32, normalised as in training; output "
+           "`logits` (batch, classes); the batch is dynamic.")
 for col, fmt in zip((e3, e4), ("weights", "onnx")):
     key = f"export_{fmt}_{run_id}"
     if col.button(f"Prepare {fmt}", key=f"prep_{fmt}"):
@@ -120,7 +191,7 @@ for col, fmt in zip((e3, e4), ("weights", "onnx")):
                 st.session_state[key] = str(err)
     prepared = st.session_state.get(key)
     if isinstance(prepared, str):
-        col.caption(prepared)
+        col.caption(state.plain(prepared))
     elif prepared:
         file_name, payload, mime = prepared
         col.download_button(f"{file_name} ({len(payload) / 1e6:.1f} MB)", payload, file_name=file_name, mime=mime,

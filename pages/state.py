@@ -19,11 +19,11 @@ from typing import Callable
 
 import streamlit as st
 
-from designer.analysis import totals
+from designer.analysis import cost_name, totals
 from designer.build import dense_design
 from designer.counting import CONVENTIONS
 from designer.build import validate
-from designer.design import Design, Network, loads_design
+from designer.design import Design, Network, design_from_json, loads_design
 from designer.editing import History, network_label, summarize
 from designer.errors import DesignError
 
@@ -92,6 +92,31 @@ def keep(key: str, default, options=None):
         st.session_state[key] = value if options is None or value in options else default
     kept[key] = st.session_state[key]
     return st.session_state[key]
+
+
+def start_weights() -> tuple[str | None, str]:
+    """(the file, a label) of the weights the Train page's *Start from* names: a finished run of this network
+    (1xN masks and accnn ranks come from it), or (None, "fresh weights") for a fresh start or an upload."""
+    from designer import jobs
+    from designer.weights import run_weights_path, same_network
+
+    kept = st.session_state.get("_kept", {})
+    start = st.session_state.get("train_start", kept.get("train_start", "fresh"))
+    run_id = st.session_state.get("train_start_run", kept.get("train_start_run"))
+    if start == "run" and run_id is not None:
+        run = jobs.open_store().get_run(run_id)
+        if run and run["status"] == "finished" and same_network(design(), design_from_json(run["design"])):
+            try:
+                return str(run_weights_path(run)), f"the weights of run {run_id}"
+            except DesignError:
+                pass
+    return None, "fresh (seeded) weights"
+
+
+def preset_form(key: str, value) -> None:
+    """Set the value a kept widget (see keep) shows the next time its page is drawn."""
+    st.session_state.pop(key, None)
+    st.session_state.setdefault("_kept", {})[key] = value
 
 
 def plain(text) -> str:
@@ -190,12 +215,15 @@ def sidebar() -> None:
     t = totals(d, conv)
     sync_url()
     with st.sidebar:
+        if error("address"):
+            st.warning(plain(error("address")))
         st.markdown(f"**{network_label(d.network)}** · {d.network.dataset}")
         st.caption(summarize(d).split(": ", 1)[1])
         st.metric("Params", f"{t.params / 1e6:.4f}M", f"{t.params_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
-        st.metric("FLOPs", f"{t.flops / 1e6:.2f}M", f"{t.flops_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
+        cost = cost_name(conv)
+        st.metric(cost, f"{t.flops / 1e6:.2f}M", f"{t.flops_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
         st.caption(f"Counted under `{conv}`; dense: {t.dense_params / 1e6:.4f}M params, "
-                   f"{t.dense_flops / 1e6:.2f}M FLOPs.")
+                   f"{t.dense_flops / 1e6:.2f}M {cost}.")
         h = history()
         st.button("Undo" + (f": {h.last_label()}" if h.can_undo else ""), key="sidebar_undo",
                   on_click=undo, disabled=not h.can_undo, width="stretch")

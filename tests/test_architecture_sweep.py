@@ -56,14 +56,11 @@ def networks() -> list[tuple[str, bool]]:
 
 
 def fits(choice: LayerChoice, layer) -> bool:
-    """What a user can put on this conv: what validate accepts, ASK shapes of the conv's own size (validate
-    also lets 3x3 shapes replace a 1x1 conv: see the xfail below), low-rank only where it saves MACs."""
+    """What a user can put on this conv: what validate accepts, low-rank only where it saves MACs."""
     try:
         check_layer_fits(choice, layer, layer.name)
     except DesignError:
         return False
-    if choice.kind == "ask":
-        return choice.shapes[0].k == layer.spec.kernel_size
     return choice.kind != "lowrank" or lowrank_saves(layer, choice.rank)
 
 
@@ -137,10 +134,8 @@ def test_every_network_takes_the_kinds_its_convolutions_allow(arch, padfree):
     assert ("ask" in taken) == bool(full_3x3_same)
 
 
-@pytest.mark.xfail(strict=True, reason="designer.build.check_layer_fits lets 3x3 ASK shapes replace a 1x1 conv "
-                                       "(4x its MACs, another receptive field); reported to the lead")
 def test_ask_shapes_must_have_the_size_of_the_kernel_they_replace():
     pointwise = design_layers(dense_design(Network("mobilenetv2", 0)))[1]
     assert pointwise.spec.kernel_size == 1
-    with pytest.raises(DesignError):
+    with pytest.raises(DesignError, match="3x3 ASK shapes cannot replace the 1x1"):
         check_layer_fits(LayerChoice.preset("ASK_4a"), pointwise, pointwise.name)

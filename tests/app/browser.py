@@ -33,6 +33,18 @@ def browser_missing() -> str | None:
     return None
 
 
+def require_browser() -> None:
+    """Skip where Chromium is missing; under CI (CI=true) fail with the reason instead: never a silent skip."""
+    import pytest
+
+    reason = browser_missing()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"the real-browser tests cannot run under CI: {reason}")
+    pytest.skip(reason)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,7 +139,11 @@ def wait_text(driver, text: str, timeout: float = 60) -> None:
         if text in driver.find_element(By.TAG_NAME, "body").text:
             return
         time.sleep(0.1)
-    raise TimeoutError(f"{text!r} never appeared")
+    shot = ARTIFACTS / "failures" / f"{int(time.time())}.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(shot))
+    raise TimeoutError(f"{text!r} never appeared (screenshot: {shot}); the page says: "
+                       f"{driver.find_element(By.TAG_NAME, 'body').text[-1500:]!r}")
 
 
 def open_page(driver, title: str) -> None:
@@ -157,9 +173,94 @@ def click_key(driver, key: str) -> None:
     """Click the button of the widget with Streamlit key `key`."""
     from selenium.webdriver.common.by import By
 
-    button = driver.find_element(By.CSS_SELECTOR, f".st-key-{key} button")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
-    button.click()
+    _scrolled(driver, driver.find_element(By.CSS_SELECTOR, f".st-key-{key} button")).click()
+
+
+def body_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def _scrolled(driver, element):
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    return element
+
+
+def choose(driver, key: str, option: str) -> None:
+    """Pick the option whose text is `option` in the selectbox with Streamlit key `key`."""
+    from selenium.webdriver.common.by import By
+
+    _scrolled(driver, driver.find_element(By.CSS_SELECTOR, f".st-key-{key} input")).click()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for item in driver.find_elements(By.CSS_SELECTOR, "[role='option']"):
+            if item.text.strip() == option:
+                item.click()
+                wait_idle(driver)
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"no option {option!r} in {key}")
+
+
+def selected(driver, key: str) -> str:
+    """The option the selectbox with Streamlit key `key` shows (it is the value of its search input)."""
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.CSS_SELECTOR, f".st-key-{key}")
+    field = box.find_elements(By.CSS_SELECTOR, "input")
+    return (field[0].get_attribute("value") if field else "") or box.text.split("\n")[-1]
+
+
+def toggle(driver, key: str) -> None:
+    """Click the toggle or checkbox with Streamlit key `key`."""
+    from selenium.webdriver.common.by import By
+
+    _scrolled(driver, driver.find_element(By.CSS_SELECTOR, f".st-key-{key} label")).click()
+    wait_idle(driver)
+
+
+def type_into(driver, key: str, text: str) -> None:
+    """Replace the text of the input with Streamlit key `key` and leave it (Tab: Enter would submit a form)."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.common.by import By
+
+    field = _scrolled(driver, driver.find_element(By.CSS_SELECTOR, f".st-key-{key} input"))
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.BACKSPACE)
+    field.send_keys(text)
+    field.send_keys(Keys.TAB)
+    wait_idle(driver)
+
+
+def click_text(driver, text: str) -> None:
+    """Click the (first visible) button that reads `text`."""
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.CSS_SELECTOR, "button"):
+        if button.text.strip() == text and button.is_displayed():
+            _scrolled(driver, button).click()
+            wait_idle(driver)
+            return
+    raise AssertionError(f"no button {text!r}")
+
+
+def click_tab(driver, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for tab in driver.find_elements(By.CSS_SELECTOR, "[role='tab']"):
+        if tab.text.strip() == label:
+            _scrolled(driver, tab).click()
+            time.sleep(0.3)
+            return
+    raise AssertionError(f"no tab {label!r}")
+
+
+def assert_no_exception(driver) -> None:
+    """No Streamlit exception element on the page (a traceback a user would see)."""
+    from selenium.webdriver.common.by import By
+
+    shown = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not shown, shown[0].text[:2000]
 
 
 def screenshot(driver, path: Path, height: int | None = None) -> Path:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from designer import jobs
 from designer.editing import summarize
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -56,7 +57,7 @@ def test_the_sidebar_shows_the_design_with_its_ratios_to_dense(fresh):
     from designer.editing import apply_preset_to_3x3
     fresh.session_state["design"] = apply_preset_to_3x3(dense_design(Network("vgg", 16, "cifar10")), "ASK_5a")
     ok(fresh.run())
-    assert metric(fresh, "FLOPs", sidebar=True) == metric(fresh, "FLOPs") == "174.27M"
+    assert metric(fresh, "MACs", sidebar=True) == metric(fresh, "MACs") == "174.27M"
     assert metric(fresh, "Params", sidebar=True) == "8.4497M"
     assert [m.delta for m in fresh.sidebar.metric] == ["0.564x dense", "0.556x dense"]
     assert "ASK_5a x13" in fresh.sidebar.caption[0].value
@@ -73,26 +74,26 @@ def test_apply_a_preset_updates_table_metrics_and_sidebar(at):
     at.button(key="apply_preset").click().run()
     ok(at)
     assert summarize(design(at)) == "VGG-16 on cifar10: ASK_5a x13"
-    assert metric(at, "FLOPs") == "174.27M"
+    assert metric(at, "MACs") == "174.27M"
     assert "0.556x dense" in at.main.metric[1].delta
     rows = at.dataframe[0].value
     assert set(rows["choice"]) == {"ASK_5a"}
 
 
 def test_draw_a_mask_then_undo_and_redo(at):
-    before = metric(at, "FLOPs")
+    before = metric(at, "MACs")
     at.button(key="tap_0_1").click().run()  # switch tap 1 off on every selected layer
     ok(at)
     assert design(at).layers[0].shapes[0].taps == (2, 3, 4, 5, 6, 7, 8, 9)
-    assert metric(at, "FLOPs") == "278.66M" != before
+    assert metric(at, "MACs") == "278.66M" != before
     at.button(key="tap_0_5").click().run()
     assert design(at).layers[5].shapes[0].taps == (2, 3, 4, 6, 7, 8, 9)
     at.button(key="undo").click().run()
     assert design(at).layers[5].shapes[0].taps == (2, 3, 4, 5, 6, 7, 8, 9)
     at.button(key="undo").click().run()
-    assert metric(at, "FLOPs") == before and at.button(key="undo").disabled
+    assert metric(at, "MACs") == before and at.button(key="undo").disabled
     at.button(key="redo").click().run()
-    assert metric(at, "FLOPs") == "278.66M"
+    assert metric(at, "MACs") == "278.66M"
 
 
 def test_shapes_and_channel_split(at):
@@ -135,15 +136,15 @@ def test_select_a_range_and_give_two_presets(at):
     assert "Select one or more layers" in at.info[0].value
     at.button(key="sel_all").click().run()
     at.button(key="make_dense").click().run()
-    assert metric(at, "FLOPs") == "313.46M"
+    assert metric(at, "MACs") == "313.46M"
 
 
 def test_import_a_bad_cfglist_shows_the_message_and_keeps_the_design(at):
     at.text_area(key="import_text").input("[[[2,4,5,6,8]]]*12").run()
     at.button(key="import_paste").click().run()
     ok(at)
-    assert [e.value for e in at.error] == ["pasted text: the cfglist has 12 entries but vgg-16 has 13 3x3 "
-                                           "convolutions"]
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith("pasted text: the cfglist has 12 entries but vgg-16 has 13 3x3 convolutions")
     assert summarize(design(at)) == "VGG-16 on cifar10: dense x13"
     at.text_area(key="import_text").input(ASK_MY).run()
     at.button(key="import_paste").click().run()
@@ -302,6 +303,12 @@ def test_launch_a_tiny_training_run_and_see_it_in_runs(at):
     assert weights
     at.button(key="runs_open").click().run()
     assert summarize(design(at)) == "ResNet-20 on cifar10: ASK_5a x19"
-    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete").click().run()  # one click only asks
     ok(at)
-    assert "No runs yet" in at.info[0].value
+    assert jobs.list_runs() and "Delete run 1" in at.warning[0].value
+    at.button(key="runs_delete_cancel").click().run()
+    assert jobs.list_runs() and not at.warning
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_confirm").click().run()
+    ok(at)
+    assert "No runs yet" in at.info[0].value and not jobs.list_runs()
