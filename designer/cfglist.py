@@ -127,7 +127,7 @@ def _literal(node: ast.AST, where: str, depth: int) -> tuple:
         if isinstance(node.op, ast.Mult):
             (seq, n_seq), times = ((left, n_left), right) if isinstance(left, list) else ((right, n_right), left)
             if isinstance(seq, list) and isinstance(times, int) and not isinstance(times, bool):
-                times = max(times, 0)
+                times = max(times, 0) if seq else 0  # `10**12 * []` is empty: build it without the loop
                 _bounded_size(n_seq * times, where)
                 return [_copy(x) for _ in range(times) for x in seq], n_seq * times
     if (isinstance(node, ast.ListComp) and len(node.generators) == 1

@@ -79,6 +79,13 @@ def prune_rate(text: str) -> float:
     return value
 
 
+def input_file(text: str) -> str:
+    """An argparse type: a file to read; an empty path is refused, not taken as the option left out."""
+    if not text:
+        raise argparse.ArgumentTypeError("needs a file path, got an empty one")
+    return text
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model options")
     group.add_argument("--arch", help="vgg (default), resnet (ASK aliases vgg_any, resnet_any), vgg_hetconv, "
@@ -90,7 +97,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dataset", choices=sorted(DATASETS), help="default cifar10")
     shapes = group.add_mutually_exclusive_group()
     shapes.add_argument("--anycfg", metavar="PRESET", help=f"ASK preset on every 3x3 conv: {', '.join(ASK_PRESETS)}")
-    shapes.add_argument("--cfglist", metavar="FILE", help="ASK cfglist (JSON or the ASK README's Python list)")
+    shapes.add_argument("--cfglist", type=input_file, metavar="FILE",
+                        help="ASK cfglist (JSON or the ASK README's Python list)")
     group.add_argument("--hetconv", type=int_in(1, MAX_WIDTH, "P"), metavar="P",
                        help="HetConv with part P on every 3x3 conv but the first")
     group.add_argument("--block-n", type=int_in(1, MAX_WIDTH, "N"), metavar="N",
@@ -101,11 +109,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     lowrank = group.add_mutually_exclusive_group()
     lowrank.add_argument("--lowrank-ratio", type=number_in(1, "the speed-up ratio"), metavar="R",
                          help="accnn: ranks for an R-fold conv speed-up, from the weights (--checkpoint or fresh)")
-    lowrank.add_argument("--lowrank-config", metavar="FILE", help="accnn config JSON: {conv_params: {layer: rank}}")
+    lowrank.add_argument("--lowrank-config", type=input_file, metavar="FILE",
+                         help="accnn config JSON: {conv_params: {layer: rank}}")
     group.add_argument("--padfree", action="store_true",
                        help="hybrid stem + padding-free downsampling (mobilenetv2, mobilenetv3, resnet_proj)")
-    group.add_argument("--design", metavar="FILE", help="a design JSON; replaces the options above")
-    group.add_argument("--checkpoint", metavar="FILE", help="weights to load")
+    group.add_argument("--design", type=input_file, metavar="FILE", help="a design JSON; replaces the options above")
+    group.add_argument("--checkpoint", type=input_file, metavar="FILE", help="weights to load")
 
 
 DEFAULT_DEPTH = {"vgg": 16, "vgg_any": 16, "resnet": 20, "resnet_any": 20, "vgg_hetconv": 16, "resnet_proj": 20,
@@ -327,12 +336,12 @@ def build_parser() -> CliParser:
 
     infer = commands.add_parser("infer", help="eval-mode forward of a saved tensor")
     add_model_options(infer)
-    infer.add_argument("--input", required=True, metavar="X.pt")
+    infer.add_argument("--input", type=input_file, required=True, metavar="X.pt")
     infer.add_argument("--output", required=True, metavar="Y.pt")
     infer.set_defaults(run=cmd_infer)
 
     imp = commands.add_parser("import-ask", help="a checkpoint of the ASK reference code -> ours")
-    imp.add_argument("ckpt", metavar="CKPT")
+    imp.add_argument("ckpt", type=input_file, metavar="CKPT")
     add_model_options(imp)
     imp.add_argument("--out", required=True, metavar="FILE")
     imp.set_defaults(run=cmd_import_ask)

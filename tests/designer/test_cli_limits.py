@@ -130,6 +130,9 @@ def test_values_that_cannot_run_are_refused_at_parse_time_with_the_range(argv, m
     (["infer", *RESNET8, "--checkpoint", "{w8.pt}", "--input", "{w8.pt}", "--output", "{dir}/no/y.pt"],
      "--output: the folder"),
     (["prepare-data", "--home", "{ok.json}"], "the workspace must be a folder"),
+    (["export", *RESNET8, "--format", "weights", "--checkpoint", "", "--out", "{dir}/w.pt"],
+     "argument --checkpoint: needs a file path, got an empty one"),
+    (["count", "--design", ""], "argument --design: needs a file path"),
 ])
 def test_bad_files_and_paths_are_one_clear_line(files, argv, message):
     argv = fill(argv, files)

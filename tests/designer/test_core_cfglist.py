@@ -121,3 +121,7 @@ def test_a_padfree_cfglist_has_an_entry_for_each_conv_an_ask_layer_can_take():
     assert design_to_cfglist(design) == [[[2, 4, 5, 6, 8]]] * 17
     with pytest.raises(DesignError, match=r"has 19 entries but resnet_proj-20 \(padding-free\) has 17"):
         design_from_cfglist(net, [[[5]]] * 19, padfree=True)
+
+
+def test_a_huge_repeat_of_an_empty_list_is_empty_at_once():
+    assert parse_cfglist_text("cfg = 338190437308 * []") == []
