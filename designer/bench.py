@@ -19,6 +19,10 @@ median reads as, and with 5 repeats quartiles are interpolated guesses). The
 1-minute load average is recorded before the first call (so the benchmark's
 own threads do not count) with the machine's core count: a load above the
 cores means other work shared the CPUs.
+
+bench_onnx times the same comparison in onnxruntime: the dense network's
+and the design's fast ONNX exports (designer.export), in one process, same
+threads, interleaved the same way.
 """
 from __future__ import annotations
 
@@ -282,3 +286,57 @@ def module_step(module: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], N
         x.grad = None
         module(x).sum().backward()
     return train
+
+
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def ort_session(path: str, threads: int):
+    """An onnxruntime CPU session at ORT_ENABLE_ALL with `threads` intra-op threads; its pool spins only when
+    OMP_WAIT_POLICY is not PASSIVE (as torch's OpenMP threads do), so a shared machine is not kept busy."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if passive else "1")
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def bench_onnx(design: Design, config: BenchConfig, progress: Callable[[str, float], None] | None = None) -> dict:
+    """Latency in onnxruntime of the design's fast ONNX export against the dense network's, one run, interleaved.
+
+    Same shape as bench_design: {"dense": timing, "backends": {"onnxruntime": timing with speedup_vs_dense}},
+    with "runtime": "onnxruntime"; both sessions use torch.get_num_threads() threads. Inference only.
+    """
+    import tempfile
+
+    from designer.export import export
+    design, config = validate(design), check_config(config)
+    if config.mode != "infer":
+        raise DesignError("onnxruntime times inference only (--mode infer)", "--mode")
+    x = _inputs(design, config.batch_size)[0].numpy()
+    threads = torch.get_num_threads()
+    dense_net = dense_design(design.network, design.padfree)
+    result: dict = {"batch_size": config.batch_size, "threads": threads, "mode": config.mode,
+                    "runtime": "onnxruntime", **machine_load(), "backends": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        sessions = {}
+        for name, net in (("dense", dense_net), ("onnxruntime", design)):
+            path = os.path.join(folder, f"{name}.onnx")
+            export(net, "onnx", path)
+            sessions[name] = ort_session(path, threads)
+    calls = {name: (lambda s=s: s.run(None, {"input": x})) for name, s in sessions.items()}
+    timings = time_interleaved(calls, config, progress or (lambda what, fraction: None))
+    dense_flops, design_flops = count_design(dense_net, "macs").flops, count_design(design, "macs").flops
+    result["flop_ratio"] = dense_flops / max(design_flops, 1)
+    dense = result["dense"] = {**timings["dense"], "layout": "onnx"}
+    if "error" in dense:
+        raise DesignError(f"onnxruntime cannot run the dense network: {dense['error']}", "bench")
+    dense["gflops"] = 2 * dense_flops * config.batch_size / dense["median_ms"] / 1e6
+    timing = result["backends"]["onnxruntime"] = {**timings["onnxruntime"], "layout": "onnx"}
+    if "error" not in timing:
+        timing["speedup_vs_dense"] = dense["median_ms"] / timing["median_ms"]
+        timing["cpu_speedup_vs_dense"] = dense["cpu_ms"] / timing["cpu_ms"]
+        timing["gflops"] = 2 * design_flops * config.batch_size / timing["median_ms"] / 1e6
+    return result

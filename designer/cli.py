@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from designer.bench import (BACKENDS as BENCH_BACKENDS, LIMITS as BENCH_LIMITS, BenchConfig, bench_design,
-                            bench_layers, resolve_backends)
+from designer.bench import (BACKENDS as BENCH_BACKENDS, LIMITS as BENCH_LIMITS, RUNTIMES, BenchConfig,
+                            bench_design, bench_layers, bench_onnx, resolve_backends)
 from designer.build import build_model, dense_design, design_layers, validate
 from designer.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
 from designer.counting import CONVENTIONS, count_design
@@ -306,7 +306,13 @@ def cmd_bench(args) -> dict:
     config = BenchConfig(batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup, mode=args.mode)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = bench_design(design, backends, config)
+    if args.runtime == "onnxruntime":  # the fast ONNX export against the dense one (no backend, no per-layer)
+        if args.per_layer:
+            raise DesignError("--per-layer times torch modules; leave it out with --runtime onnxruntime",
+                              "--per-layer")
+        result = bench_onnx(design, config)
+    else:
+        result = bench_design(design, backends, config)
     if args.per_layer:
         result["layers"] = {name: bench_layers(design, name, config) for name in backends
                             if "error" not in result["backends"][name]}
@@ -359,6 +365,8 @@ def build_parser() -> CliParser:
     bench.add_argument("--threads", type=int_in(0, cores, "threads", ": 0 is torch's choice, at most the cores"),
                        default=0, help=f"torch threads, 1..{cores} (default 0: torch's choice)")
     bench.add_argument("--per-layer", action="store_true", help="also time each convolution alone")
+    bench.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                       help="torch (default) or onnxruntime: the fast ONNX exports of the design and the dense net")
     bench.set_defaults(run=cmd_bench)
 
     prepare = commands.add_parser("prepare-data", help="unpack Debian's Fashion-MNIST into the workspace")

@@ -14,6 +14,7 @@ from designer import jobs
 from designer.build import build_model
 from designer.cli import CliParser, add_model_options, design_from_args, load_weights
 from designer.export import FORMATS, export
+from designer.export_forms import FORMS
 from designer.store import RunStore, repair_store
 from designer.train import SCHEDULES, HParams
 from designer.workspace import workspace_home
@@ -88,7 +89,7 @@ def cmd_export(args) -> dict:
     if args.checkpoint:
         model = build_model(design)
         load_weights(model, args.checkpoint)
-    path = export(design, args.format, args.out, model)
+    path = export(design, args.format, args.out, model, args.onnx_form)
     if not args.json:
         print(f"wrote {path} ({args.format})")
     return {"out": str(path), "format": args.format, "bytes": path.stat().st_size}
@@ -148,9 +149,11 @@ def add_commands(commands) -> None:
     train.add_argument("--run-id", type=int, help="train a recorded run (how the job manager starts runs)")
     train.set_defaults(run=cmd_train)
 
-    exp = commands.add_parser("export", help="design JSON, ASK cfglist, weights or ONNX")
+    exp = commands.add_parser("export", help="design JSON, ASK cfglist, weights, ONNX or torch.export (pt2)")
     add_model_options(exp)
     exp.add_argument("--format", required=True, choices=FORMATS)
+    exp.add_argument("--onnx-form", choices=FORMS, default="fast",
+                     help="onnx and pt2: fast (default: each layer's saving in standard convs) or masked")
     exp.add_argument("--out", required=True, metavar="FILE")
     exp.set_defaults(run=cmd_export)
 
