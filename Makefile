@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
+# Host names that may reach the app (DNS-rebinding guard; default: loopback only, .streamlit/config.toml).
+ALLOWED_HOSTS ?=
 export TI_SKIP_VERSION_CHECK := ON
 
 .PHONY: run test setup data browser bench clean
@@ -35,7 +37,8 @@ browser:
 
 run: data
 	@echo "Kernel Studio: http://$(HOST):$(PORT)"
-	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true \
+		$(foreach h,$(ALLOWED_HOSTS),--server.allowedHosts $(h))
 
 test: data browser
 	$(PY) -m pytest -q

@@ -7,7 +7,6 @@ reload, a second tab or an app restart loses nothing.
 from __future__ import annotations
 
 import hashlib
-import html
 
 import streamlit as st
 from plotly.subplots import make_subplots
@@ -214,8 +213,7 @@ def live() -> None:
                             mode="lines+markers", row=1, col=2)
         fig.add_scatter(x=[m["step"] for m in step["lr"]], y=[m["value"] for m in step["lr"]], name="lr",
                         row=1, col=3)
-        fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2),
-                          title=html.escape(f"run {run_id} · {run['name']}"))
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
         st.plotly_chart(fig, key="live_curves")
     elif run["status"] in ("queued", "running"):
         st.caption("Waiting for the first logged step (every few seconds)...")

@@ -312,3 +312,74 @@ def test_launch_a_tiny_training_run_and_see_it_in_runs(at):
     at.button(key="runs_delete_confirm").click().run()
     ok(at)
     assert "No runs yet" in at.info[0].value and not jobs.list_runs()
+
+
+def test_the_default_train_form_offers_the_data_set_that_is_here_and_refuses_a_missing_one(at, tmp_path):
+    at.switch_page("pages/train.py").run()  # the design is VGG-16 on cifar10, which this workspace lacks
+    ok(at)
+    assert at.selectbox(key="train_data").value == "fashion-mnist"  # cifar10 is not here: what is
+    assert "trains it on fashion-mnist" in " ".join(c.value for c in at.caption)
+    at.selectbox(key="train_data").set_value("cifar10").run()
+    assert "cifar10 is not in" in at.warning[0].value
+    at.get("form_submit_button")[0].click().run()
+    ok(at)
+    assert at.error[0].value.startswith("data: cifar10 is not in") and not jobs.list_runs()
+
+
+def test_the_live_panel_follows_each_new_launch(at):
+    at.selectbox(key="net_arch").set_value("resnet").run()
+    at.switch_page("pages/train.py").run()
+    for run_id in (1, 2):
+        at.selectbox(key="train_data").set_value("synthetic")
+        at.number_input(key="train_max_steps").set_value(2)
+        at.get("form_submit_button")[0].click().run()
+        ok(at)
+        assert at.selectbox(key="train_watch").value == run_id
+    for run_id in (1, 2):
+        _wait_finished(run_id)
+
+
+def test_train_form_values_survive_a_change_of_page(at):
+    at.switch_page("pages/train.py").run()
+    at.number_input(key="train_epochs").set_value(3)
+    at.selectbox(key="train_backend").set_value("decomposed")
+    at.get("form_submit_button")[0].click().run()  # submits (the data set is missing or not, the form keeps)
+    at.switch_page("pages/design.py").run()
+    at.switch_page("pages/train.py").run()
+    ok(at)
+    assert at.number_input(key="train_epochs").value == 3
+    assert at.selectbox(key="train_backend").value == "decomposed"
+
+
+def test_user_text_is_shown_as_text_not_markdown(at):
+    from designer.build import dense_design
+    from designer.design import Network
+    from designer.train import HParams
+    from pages.state import plain
+    evil = "[x](http://127.0.0.1:9/a) ![i](http://127.0.0.1:9/i.png) <b>bold</b> :red[red]"
+    assert plain(evil) == (r"\[x\]\(http://127.0.0.1:9/a\) \!\[i\]\(http://127.0.0.1:9/i.png\) "
+                           r"\<b\>bold\</b\> :red\[red\]")
+    run_id = jobs.start_run(dense_design(Network("resnet", 8)), HParams(max_steps=1, batch_size=32, data="synthetic"),
+                            name=evil)
+    _wait_finished(run_id)
+    at.switch_page("pages/runs.py").run()
+    at.button(key="runs_delete").click().run()
+    ok(at)
+    assert plain(evil) in at.warning[0].value
+
+
+def test_the_design_travels_in_the_address_and_a_bad_address_falls_back(fresh):
+    from pages.state import decode_design, encode_design
+    from designer.build import dense_design
+    from designer.design import Network
+    from designer.editing import apply_preset_to_3x3
+    wanted = apply_preset_to_3x3(dense_design(Network("resnet", 32, "cifar100")), "ASK_3b")
+    assert decode_design(encode_design(wanted)) == wanted
+    fresh.query_params["design"] = encode_design(wanted)
+    ok(fresh.run())
+    assert design(fresh) == wanted
+    bad = AppTest.from_file(APP, default_timeout=60)
+    bad.query_params["design"] = "not-a-design"
+    ok(bad.run())
+    assert summarize(design(bad)) == "VGG-16 on cifar10: dense x13"
+    assert "not readable" in bad.sidebar.warning[0].value
