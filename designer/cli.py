@@ -24,6 +24,7 @@ from designer.data import DATASETS, dataset_info, prepare_fashion_mnist
 from designer.design import MAX_DEPTH, MAX_JSON_BYTES, Design, LayerChoice, Network, check_prune_rate, loads_design
 from designer.errors import DesignError, shown
 from designer.shapes import ASK_PRESETS
+from designer.variants import REARRANGE
 from designer.weights import read_weights
 from designer.workspace import data_root, workspace_home
 
@@ -105,7 +106,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="1xN pruning: blocks of N output channels")
     group.add_argument("--prune-rate", type=prune_rate, metavar="R",
                        help="1xN pruning: fraction of blocks pruned per layer, in [0, 1)")
-    group.add_argument("--rearrange", action="store_true", help="1xN pruning: sort filters by L1 norm first")
+    group.add_argument("--rearrange", nargs="?", const="paper", choices=REARRANGE,
+                       help="1xN pruning: sort filters by L1 norm first, on the layers lmbxmu/1xN sorts (paper, "
+                            "the default: on MobileNets the expansion and final convs) or on all")
     lowrank = group.add_mutually_exclusive_group()
     lowrank.add_argument("--lowrank-ratio", type=number_in(1, "the speed-up ratio"), metavar="R",
                          help="accnn: ranks for an R-fold conv speed-up, from the weights (--checkpoint or fresh)")
@@ -176,8 +179,8 @@ def apply_variant_options(design: Design, args) -> Design:
         raise DesignError("1xN pruning needs both --block-n N and --prune-rate R (--rearrange is optional)",
                           "--block-n")
     if args.block_n is not None:
-        choice = LayerChoice.blocksparse(args.block_n, args.prune_rate, args.rearrange)
-        design = variants.apply_to(design, {i: choice for i in variants.pruning_layers(layers, args.block_n)}, "--block-n")
+        design = variants.apply_to(design, variants.pruning_choices(design, args.block_n, args.prune_rate,
+                                                                    args.rearrange), "--block-n")
     if args.lowrank_config is not None:
         design = lowrank.design_from_config(design, read_text(args.lowrank_config, "the accnn config"),
                                             args.lowrank_config)

@@ -28,7 +28,9 @@ def block_mask(weight: torch.Tensor, block_n: int, rate: float, rearrange: bool 
     """(keep, order): keep[b, c] is False for the int(blocks * rate) blocks of least L1 norm.
 
     Blocks are taken over the filters in `order` (ascending L1 norm with
-    rearrangement, else the identity), as the 1xN reference code does.
+    rearrangement, else the identity), as the 1xN reference code does. The
+    sort is stable: filters of equal norm keep their order, where the
+    reference's torch.sort leaves ties in no defined order.
     """
     w = weight.detach()
     cout, cin = w.shape[:2]

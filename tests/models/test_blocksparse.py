@@ -83,3 +83,11 @@ def test_mask_stays_fixed_while_training_and_loads_from_dense_checkpoint():
 def test_n_must_divide_output_channels():
     with pytest.raises(ValueError, match="must divide"):
         BlockSparseConv2d(4, 10, 3, 4, 0.5)
+
+
+def test_rearrangement_keeps_filters_of_equal_norm_in_their_order():
+    """The stable sort: ties (here 2,048 filters of norm 1 and 2,048 of norm 2) stay in filter order."""
+    norms = torch.tensor([2.0, 1.0]).repeat(2048)
+    w = norms.view(-1, 1, 1, 1) * torch.tensor([1.0, -1.0]).view(1, 2, 1, 1) / 2
+    _, order = block_mask(w, 4, 0.5, rearrange=True)
+    assert torch.equal(order, torch.cat([torch.arange(1, 4096, 2), torch.arange(0, 4096, 2)]))
