@@ -1,4 +1,5 @@
-"""Export: design JSON, ASK cfglist, weights (weights_only) and ONNX that onnxruntime runs like torch."""
+"""Export: design JSON, ASK cfglist, weights (weights_only) and ONNX that onnxruntime runs like torch
+(the fast and masked forms, pt2: test_export_onnx.py)."""
 import json
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_weights_load_back_with_weights_only(tmp_path):
 
 def test_onnx_loads_in_onnxruntime_and_matches_torch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    model = build_model(ASK, "decomposed")  # any backend: export goes through the reference one
+    model = build_model(ASK, "decomposed")  # any backend: export rewrites each layer in standard convs
     for m in model.modules():  # non-trivial BN statistics, so eval mode matters
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
