@@ -4,9 +4,13 @@ The `fast` form replaces each layer by the standard operators that run its
 saving: an ASK conv by the sub-convolutions of its decomposed backend (dense
 or dilated Conv + Add per tap block, blocks concatenated), a HetConv by its
 grouped 3x3 plus a dense 1x1 (zeros on the block diagonal) added, a low-rank
-pair stays its two factor convs; a 1xN block-sparse conv becomes its masked
-dense conv (one Conv: at 50% density no standard-operator form that skips the
-pruned blocks beats it, see benchmarks/bench_onnx.py). A BatchNorm right after
+pair its two factor convs with the rank padded by zero filters to a multiple
+of RANK_MULTIPLE (onnxruntime's blocked NCHWc convs, AVX-512's 16 channels,
+skip a conv whose channels are not a multiple of the block: VGG-16's ranks
+30, 59, 118, 237 cost it a layout reorder around each pair); a 1xN block-sparse conv becomes its masked
+dense conv (one Conv: the one standard-operator form that skips pruned blocks,
+gathered inputs + a grouped conv, measured 0.17-0.96x of dense in torch at 50%
+density, models/layers/blocksparse_backends.py; not re-measured in onnxruntime). A BatchNorm right after
 an ASK or HetConv is folded into its convs: after Add or Concat no runtime
 folds it (onnxruntime folds only Conv + BatchNormalization, which it still
 does for dense and low-rank layers). The `masked` form is the reference
@@ -27,6 +31,7 @@ from models.layers.ask_backends import _blocks, _sub_weights, plan_shape
 from models.layers.blocksparse import BlockSparseConv2d
 from models.layers.hetconv import HetConv2d
 from models.layers.hetconv_backends import _dense_1x1
+from models.layers.lowrank import LowRankConv2d
 
 FORMS = ("fast", "masked")
 
@@ -141,6 +146,24 @@ def masked_conv(m: nn.Module, bn: nn.BatchNorm2d | None = None) -> nn.Conv2d:
     return conv
 
 
+RANK_MULTIPLE = 16
+
+
+def lowrank_form(m: LowRankConv2d) -> nn.Sequential:
+    """The two factor convs, the rank padded with zero filters to a multiple of RANK_MULTIPLE."""
+    rank = -(-m.rank // RANK_MULTIPLE) * RANK_MULTIPLE
+    v = nn.Conv2d(m.in_channels, rank, m.v.kernel_size, m.v.stride, m.v.padding, bias=False)
+    h = nn.Conv2d(rank, m.out_channels, m.h.kernel_size, m.h.stride, m.h.padding, bias=m.h.bias is not None)
+    with torch.no_grad():
+        v.weight.zero_()
+        h.weight.zero_()
+        v.weight[:m.rank] = m.v.weight
+        h.weight[:, :m.rank] = m.h.weight
+        if h.bias is not None:
+            h.bias.copy_(m.h.bias)
+    return nn.Sequential(v, h)
+
+
 FAST = (AskConv2d, HetConv2d, BlockSparseConv2d)
 
 
@@ -183,6 +206,7 @@ def export_form(model: nn.Module, input_shape: tuple[int, int, int], form: str =
     if form == "masked":
         replace = {name: masked_conv(model.get_submodule(name)) for name in targets}
         return _swap(model, replace)
+    lowrank = {name: lowrank_form(m) for name, m in model.named_modules() if isinstance(m, LowRankConv2d)}
     sizes = _input_sizes(model, targets, input_shape)
     pairs = conv_bn_pairs(model)
     replace = {}
@@ -196,7 +220,7 @@ def export_form(model: nn.Module, input_shape: tuple[int, int, int], form: str =
             replace[name] = masked_conv(m, bn)
         if bn is not None:
             replace[pairs[name]] = nn.Identity()
-    return _swap(model, replace)
+    return _swap(model, {**replace, **lowrank})
 
 
 def _input_sizes(model: nn.Module, names: list[str], input_shape: tuple[int, int, int]) -> dict[str, tuple]:
