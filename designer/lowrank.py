@@ -10,14 +10,19 @@ also hard-coded 224). A rank that costs at least the original saves nothing:
 such a layer stays dense (`lowrank_saves`, the one home of that rule).
 Rank selection: budget = total original cost / R; each layer is either a
 saving rank or dense (its full value at its full cost); maximise the sum of
-log(cumulative singular values) by a knapsack DP. The DP works on costs
-rounded up to a grid of the budget, so the chosen ranks never exceed it (the
-tool kept exact costs in a dict, too slow in Python at CIFAR sizes).
+log(cumulative singular values) by a knapsack DP over the real integer
+costs, as the tool's exact DP (a dict over every reachable cost, too slow in
+Python at CIFAR sizes): ours keeps only the (cost, value) pairs that no cheaper
+one matches and drops what a Lagrangian bound shows cannot win, exact and
+well under a second on CIFAR networks. Past MAX_STATES pairs on a layer it
+says so and buckets the costs into a grid of the budget (rounded up, so the
+ranks never exceed it, though they may fall a little short of the best).
 """
 from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import torch
@@ -28,7 +33,9 @@ from designer.design import Design, LayerChoice, load_json_text
 from designer.errors import DesignError
 from models.layers.lowrank import LowRankConv2d, max_rank
 
-GRID = 10_000  # DP cost buckets over the budget
+GRID = 10_000  # cost buckets over the budget of the bucketed DP (the fallback)
+MAX_STATES = 4_000_000  # (cost, value) pairs the exact DP may weigh on one layer (well under a second)
+EPS = 1e-9  # slack on the bound: float sums of logs must not drop a choice that ties the best
 
 
 def singular_values(weight: torch.Tensor) -> torch.Tensor:
@@ -84,6 +91,8 @@ def select_ranks(layers: list[ConvLayer], weights: list[torch.Tensor], ratio: fl
     """One rank per layer (0: stays dense) maximising sum(log cumsum(singular values)) with cost <= total / ratio.
 
     Only ranks that save MACs compete with dense, which keeps every singular value at the original's cost.
+    The exact optimum over the real MACs (`exact_ranks`); where that would weigh too many choices (networks far
+    larger than CIFAR's), the bucketed DP, said on stderr.
     """
     if ratio < 1:
         raise DesignError(f"the speed-up ratio must be at least 1, got {ratio}", "--lowrank-ratio")
@@ -92,19 +101,97 @@ def select_ranks(layers: list[ConvLayer], weights: list[torch.Tensor], ratio: fl
     if cheapest > budget:
         raise DesignError(f"ratio {ratio} is out of reach: rank 1 everywhere already costs "
                           f"{cheapest / budget:.2f}x the budget", "--lowrank-ratio")
+    options = [rank_options(layer, weight) for layer, weight in zip(layers, weights)]
+    ranks = exact_ranks(options, budget)
+    if ranks is None:
+        print(f"warning: the exact rank selection would weigh more than {MAX_STATES:,} choices on a layer; the ranks "
+              f"come from costs bucketed into {GRID:,} steps of the budget (within it, possibly a little short of the "
+              f"best)", file=sys.stderr, flush=True)
+        ranks = bucketed_ranks(options, budget)
+    return ranks
+
+
+def rank_options(layer: ConvLayer, weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ranks, MACs, values) of a layer's choices: dense (rank 0, all its singular values), then each saving rank."""
+    s = singular_values(weight).numpy()
+    values = np.log(np.maximum(np.cumsum(s), 1e-300))  # value of rank r: values[r - 1]
+    top = min(len(s), layer.spec.out_channels, largest_saving_rank(layer))
+    ranks = np.arange(top + 1)
+    costs = np.array([choice_cost(layer, int(r)) for r in ranks], dtype=np.int64)
+    return ranks, costs, np.concatenate([values[-1:], values[:top]])
+
+
+def exact_ranks(options: list[tuple], budget: float) -> list[int] | None:
+    """The ranks of the best total value within `budget` over the real integer MACs; None past MAX_STATES.
+
+    A DP over the (cost, value) pairs that no cheaper pair matches, layer by layer. A Lagrangian bound keeps it
+    small and exact: with lam >= 0, no choice set within budget is worth more than lam + sum of each layer's
+    max(value - lam * cost / budget), so choices (and partial sums) that cannot reach the value of a known
+    feasible set are dropped before the DP weighs them.
+    """
+    lam, bound, lower = lagrangian_bound(options, budget)
+    best = [np.max(v - lam * c / budget) for _, c, v in options]
+    kept = [np.flatnonzero(b - (v - lam * c / budget) <= bound - lower + EPS) for b, (_, c, v) in zip(best, options)]
+    after = np.concatenate([np.cumsum(best[::-1])[::-1][1:], [0.0]])  # bound of the layers still to come
+    cheap_after = np.concatenate([np.cumsum([c.min() for _, c, _ in options][::-1])[::-1][1:], [0]])
+    cost, value, trail = np.zeros(1, np.int64), np.zeros(1), []
+    for (_, c, v), keep, rest, cheap in zip(options, kept, after, cheap_after):
+        if cost.size * keep.size > MAX_STATES:
+            return None
+        pair_cost, pair_value = (cost[:, None] + c[keep]).ravel(), (value[:, None] + v[keep]).ravel()
+        fits = (pair_cost <= budget - cheap) & (pair_value + rest + lam * (1 - pair_cost / budget) >= lower - EPS)
+        at = np.flatnonzero(fits)
+        at = at[np.lexsort((-pair_value[at], pair_cost[at]))]
+        front = np.concatenate([[True], pair_value[at][1:] > np.maximum.accumulate(pair_value[at])[:-1]])
+        at = at[front]
+        cost, value = pair_cost[at], pair_value[at]
+        trail.append((at // keep.size, keep[at % keep.size]))
+    state, ranks = int(np.argmax(value)), []
+    for (parent, choice), (r, _, _) in zip(reversed(trail), reversed(options)):
+        ranks.append(int(r[choice[state]]))
+        state = int(parent[state])
+    return ranks[::-1]
+
+
+def lagrangian_bound(options: list[tuple], budget: float) -> tuple[float, float, float]:
+    """(lam, the bound at lam, the value of a feasible choice set): lam by bisection on the budget's price.
+
+    Any lam gives a true bound; bisection only makes it tight. The feasible set is each layer's pick at the
+    price that fits, then filled greedily with what the budget leaves.
+    """
+    def picks(lam: float) -> list[int]:
+        return [int(np.argmax(v - lam * c / budget)) for _, c, v in options]
+
+    def spent(choice: list[int]) -> int:
+        return sum(int(c[i]) for (_, c, _), i in zip(options, choice))
+
+    low, high = 0.0, 1.0
+    while spent(picks(high)) > budget:
+        low, high = high, high * 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (low, mid) if spent(picks(mid)) <= budget else (mid, high)
+    choice = picks(high)
+    for i, (_, c, v) in enumerate(options):  # greedy fill: the best choice the rest of the budget affords
+        room = budget - spent(choice) + c[choice[i]]
+        choice[i] = int(np.argmax(np.where(c <= room, v, -np.inf)))
+    lower = sum(float(v[i]) for (_, _, v), i in zip(options, choice))
+    bounds = [(lam, lam + sum(float(np.max(v - lam * c / budget)) for _, c, v in options)) for lam in (low, high)]
+    lam, bound = min(bounds, key=lambda pair: pair[1])
+    return lam, bound, lower
+
+
+def bucketed_ranks(options: list[tuple], budget: float) -> list[int]:
+    """The knapsack on costs rounded up to GRID steps of the budget: never over it, maybe short of the best."""
     scale = GRID / budget
     best = np.full(GRID + 1, -np.inf)
     best[0] = 0.0
     choice = []
-    for weight, layer in zip(weights, layers):
-        s = singular_values(weight).numpy()
-        values = np.log(np.maximum(np.cumsum(s), 1e-300))  # value of rank r: values[r - 1]
-        top = min(len(s), layer.spec.out_channels, largest_saving_rank(layer))
-        options = [(0, values[-1])] + [(r, values[r - 1]) for r in range(1, top + 1)]
+    for ranks, costs, values in options:
         new = np.full(GRID + 1, -np.inf)
         pick = np.zeros(GRID + 1, dtype=np.int64)
-        for r, value in options:
-            step = math.ceil(choice_cost(layer, r) * scale)
+        for r, cost, value in zip(ranks, costs, values):
+            step = math.ceil(cost * scale)
             if step > GRID:
                 continue
             cand = np.full(GRID + 1, -np.inf)
@@ -112,12 +199,12 @@ def select_ranks(layers: list[ConvLayer], weights: list[torch.Tensor], ratio: fl
             better = cand > new
             new[better], pick[better] = cand[better], r
         best = new
-        choice.append(pick)
+        choice.append((pick, dict(zip(ranks.tolist(), costs.tolist()))))
     ranks, at = [], int(np.argmax(best))
-    for layer_pick, layer in zip(reversed(choice), reversed(layers)):
-        r = int(layer_pick[at])
+    for pick, cost_of in reversed(choice):
+        r = int(pick[at])
         ranks.append(r)
-        at -= math.ceil(choice_cost(layer, r) * scale)
+        at -= math.ceil(cost_of[r] * scale)
     return ranks[::-1]
 
 

@@ -1,9 +1,12 @@
 """accnn low-rank pair: exact at full rank (stride kept), network-level decomposition, rank budget."""
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from designer.build import build_model, dense_design, design_layers
+from designer import lowrank
+from designer.build import ConvLayer, build_model, dense_design, design_layers
 from designer.design import Network
 from designer.errors import DesignError
 from designer.counting import count_design
@@ -11,6 +14,7 @@ from designer.design import LayerChoice
 from designer.lowrank import (choice_cost, config_json, decompose_model, design_from_config, largest_saving_rank,
                               layer_costs, lowrank_design, lowrank_saves, ranks_cost, select_ranks, singular_values)
 from designer.variants import lowrank_layers
+from models.layers.factory import ConvSpec
 from models.layers.lowrank import LowRankConv2d, max_rank
 
 
@@ -120,3 +124,52 @@ def test_config_json_both_ways():
         design_from_config(base, '{"conv_params": {}, "fc_params": {"fc": 3}}')
     with pytest.raises(DesignError, match="rank 99 is above"):
         design_from_config(base, '{"conv_params": {"conv1": 99}}')
+
+
+def tiny_layers(seed: int, count: int) -> tuple[list, list]:
+    """`count` small 3x3 convs (3..7 channels, 3x3..5x5 maps): each has a few saving ranks besides dense."""
+    g = torch.Generator().manual_seed(seed)
+    layers, weights = [], []
+    for i in range(count):
+        cin, cout, size = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((3, 8), (3, 8), (3, 6)))
+        layers.append(ConvLayer(i, f"c{i}", ConvSpec(cin, cout, 3), (size, size), (size, size)))
+        weights.append(torch.randn(cout, cin, 3, 3, generator=g) * torch.rand(cout, 1, 1, 1, generator=g))
+    return layers, weights
+
+
+def brute_force_best(layers, weights, ratio) -> float:
+    """The best objective over every combination of dense and saving ranks within the budget."""
+    budget = sum(layer_costs(c)[1] for c in layers) / ratio
+    tables = []  # per layer: (rank, MACs, value) of dense and each saving rank
+    for c, weight in zip(layers, weights):
+        s = singular_values(weight)
+        tables.append([(r, choice_cost(c, r), float(s[:r].sum().log() if r else s.sum().log()))
+                       for r in range(min(largest_saving_rank(c), c.spec.out_channels) + 1)])
+    return max(sum(value for _, _, value in combo) for combo in itertools.product(*tables)
+               if sum(cost for _, cost, _ in combo) <= budget)
+
+
+@pytest.mark.parametrize("seed,count,ratio", [
+    (0, 2, 1.3), (1, 3, 2.0), (2, 3, 3.5), (3, 4, 1.3), (4, 4, 2.0), (5, 4, 3.5),
+    (11, 4, 2.0), (24, 4, 2.0), (25, 4, 3.5), (40, 3, 2.0),  # where costs bucketed into 10,000 steps miss it
+])
+def test_selected_ranks_are_the_exact_optimum_of_every_rank_combination(seed, count, ratio):
+    layers, weights = tiny_layers(seed, count)
+    if sum(min(choice_cost(c, 1), choice_cost(c, 0)) for c in layers) > sum(layer_costs(c)[1] for c in layers) / ratio:
+        pytest.skip("out of reach")
+    ranks = select_ranks(layers, weights, ratio)
+    assert ranks_cost(layers, ranks) <= sum(layer_costs(c)[1] for c in layers) / ratio
+    assert kept_energy(weights, ranks) == pytest.approx(brute_force_best(layers, weights, ratio), abs=1e-9)
+
+
+def test_too_many_choices_for_the_exact_selection_take_the_bucketed_one_and_say_so(monkeypatch, capsys):
+    layers, weights = tiny_layers(3, 4)
+    exact = select_ranks(layers, weights, 2.0)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(lowrank, "MAX_STATES", 0)
+    bucketed = select_ranks(layers, weights, 2.0)
+    assert "warning: the exact rank selection would weigh more than 0 choices" in capsys.readouterr().err
+    options = [lowrank.rank_options(c, w) for c, w in zip(layers, weights)]
+    assert bucketed == lowrank.bucketed_ranks(options, sum(layer_costs(c)[1] for c in layers) / 2.0)
+    assert ranks_cost(layers, bucketed) <= sum(layer_costs(c)[1] for c in layers) / 2.0
+    assert kept_energy(weights, exact) >= kept_energy(weights, bucketed) - 1e-12
