@@ -5,7 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from designer import jobs
-from designer.bench import BACKENDS, LIMITS, MODES, RUN_ERRORS, BenchConfig, bench_design, bench_layers, first_line
+from designer.bench import (BACKENDS, LIMITS, MODES, RUN_ERRORS, RUNTIMES, BenchConfig, bench_design, bench_layers,
+                            bench_onnx, first_line)
 from designer.editing import summarize
 from designer.errors import DesignError
 from designer.reports import benchmark_bars, benchmark_notes
@@ -26,12 +27,18 @@ state.keep("bench_backends", ["decomposed", "auto"])  # the form survives a chan
 state.keep("bench_mode", "infer", MODES)
 state.keep("bench_repeats", 5)
 state.keep("bench_layers", False)
-c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
-backends = c1.multiselect("Backends", BACKENDS, key="bench_backends",
+state.keep("bench_runtime", "torch", RUNTIMES)
+c0, c1, c2, c3, c4 = st.columns([1, 3, 1, 1, 1])
+runtime = c0.selectbox("Runtime", RUNTIMES, key="bench_runtime",
+                       help="onnxruntime: the design's fast ONNX export against the dense network's export, "
+                            "inference only, same threads as torch")
+onnx = runtime == "onnxruntime"
+backends = c1.multiselect("Backends", BACKENDS, key="bench_backends", disabled=onnx,
                           help="On the first call taichi compiles its kernels and auto times every backend on each "
                                "layer (reported apart, never in a median)")
-mode = c3.selectbox("Step", MODES, key="bench_mode", format_func=lambda m: {"infer": "inference",
-                                                                             "train": "training (fwd+bwd)"}[m])
+mode = c3.selectbox("Step", MODES, key="bench_mode", disabled=onnx,
+                    format_func=lambda m: {"infer": "inference", "train": "training (fwd+bwd)"}[m])
+mode = "infer" if onnx else mode
 batches = TRAIN_BATCHES if mode == "train" else INFER_BATCHES
 state.keep("bench_batch", batches[0], batches)
 if st.session_state.bench_batch not in batches:  # the step changed under a batch it cannot take
@@ -40,16 +47,17 @@ batch = c2.selectbox("Batch size", batches, key="bench_batch",
                      help="A training step starts at batch 2: BatchNorm normalises by the batch's own statistics, "
                           "which one image cannot give")
 repeats = c4.number_input("Repeats", min_value=LIMITS["repeats"][0], max_value=50, key="bench_repeats")
-per_layer = st.checkbox("Also time each convolution alone (slower)", key="bench_layers")
+per_layer = st.checkbox("Also time each convolution alone (slower)", key="bench_layers", disabled=onnx) and not onnx
 
-if st.button("Run benchmark", key="run_bench", type="primary", disabled=not backends):
+if st.button("Run benchmark", key="run_bench", type="primary", disabled=not (backends or onnx)):
     config = BenchConfig(batch_size=int(batch), repeats=int(repeats), warmup=1, mode=mode)
     bar = st.progress(0.0, text="starting...")
     layer_share = 0.5 if per_layer else 0.0
+
+    def progress(what: str, f: float) -> None:
+        bar.progress(min(f * (1 - layer_share), 1.0), text=f"timing {what}...")
     try:
-        result = bench_design(d, list(backends), config,
-                              progress=lambda what, f: bar.progress(min(f * (1 - layer_share), 1.0),
-                                                                    text=f"timing {what}..."))
+        result = bench_onnx(d, config, progress) if onnx else bench_design(d, list(backends), config, progress)
     except DesignError as err:
         st.error(str(err))
         result = None
@@ -62,7 +70,8 @@ if st.button("Run benchmark", key="run_bench", type="primary", disabled=not back
             except (DesignError, *RUN_ERRORS) as err:
                 result["layers"][name] = {"error": first_line(err)}
     if result is not None:
-        jobs.open_store().add_benchmark(d.to_json(), ",".join(backends), int(batch), mode, result)
+        jobs.open_store().add_benchmark(d.to_json(), "onnxruntime" if onnx else ",".join(backends), int(batch), mode,
+                                        result)
         st.session_state.bench_result = {"design": d.to_json(), "result": result}
     bar.empty()
 
@@ -79,7 +88,8 @@ shown = st.session_state.get("bench_result")
 if shown and shown["design"] == d.to_json():
     result = shown["result"]
     rows = benchmark_bars(result)
-    st.subheader(f"Whole network, batch {result['batch_size']}, {result['mode']}, {result['threads']} threads")
+    st.subheader(f"Whole network, batch {result['batch_size']}, {result['mode']}, {result['threads']} threads"
+                 + (", onnxruntime (fast ONNX export vs the dense export)" if result.get("runtime") else ""))
     for note in benchmark_notes(result):
         st.warning(note)
     cols = st.columns(len(rows))
