@@ -151,3 +151,15 @@ def test_cli_refuses_a_training_step_in_onnxruntime_and_an_unknown_form(capsys, 
     assert "inference only" in capsys.readouterr().err
     assert main(["export", "--arch", "resnet", "--depth", "8", "--format", "onnx", "--onnx-form", "sparse",
                  "--out", str(tmp_path / "m.onnx")]) == 2
+
+
+def test_lowrank_onnx_pads_each_rank_to_the_runtime_block_with_zero_filters(tmp_path):
+    design = design_of(NETWORKS["lowrank"])
+    ranks = [choice.rank for choice in design.layers if choice.kind == "lowrank"]
+    assert any(rank % 16 for rank in ranks)  # else the test would show nothing
+    export(design, "onnx", tmp_path / "m.onnx")
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    weights = {init.name: init.dims for init in graph.initializer}
+    vertical = [weights[node.input[1]][0] for node in graph.node if node.op_type == "Conv"
+                and tuple(next(a.ints for a in node.attribute if a.name == "kernel_shape")) == (3, 1)]
+    assert vertical == [-(-rank // 16) * 16 for rank in ranks]
