@@ -163,3 +163,10 @@ def test_lowrank_onnx_pads_each_rank_to_the_runtime_block_with_zero_filters(tmp_
     vertical = [weights[node.input[1]][0] for node in graph.node if node.op_type == "Conv"
                 and tuple(next(a.ints for a in node.attribute if a.name == "kernel_shape")) == (3, 1)]
     assert vertical == [-(-rank // 16) * 16 for rank in ranks]
+
+
+def test_onnx_export_is_deterministic(tmp_path):
+    design = design_of(NETWORKS["ask_6"])
+    model = trained_like(design)
+    first, second = (export(design, "onnx", tmp_path / name, model).read_bytes() for name in ("a.onnx", "b.onnx"))
+    assert first == second
