@@ -12,23 +12,30 @@ from pathlib import Path
 
 from designer import jobs
 from designer.build import build_model
-from designer.cli import CliParser, add_model_options, design_from_args, load_weights
+from designer.cli import CliParser, add_model_options, design_from_args, int_in, load_weights
 from designer.export import FORMATS, export
 from designer.export_forms import FORMS
 from designer.store import RunStore, repair_store
-from designer.train import SCHEDULES, HParams
+from designer.train import INT_RANGES, OPTIONAL_INT_RANGES, SCHEDULES, HParams
 from designer.workspace import workspace_home
 
 HOME_HELP = "workspace folder (default ./workspace or $KERNEL_STUDIO_HOME)"
 DEFAULTS = HParams()
+MAX_RUN_ID = 2 ** 63 - 1  # SQLite's largest integer key
+
+
+def _bounded(field: str):
+    """The argparse type of an integer hyper-parameter: its HParams range, refused at parse time."""
+    low, high = {**INT_RANGES, **OPTIONAL_INT_RANGES}[field]
+    return int_in(low, high, "--" + field.replace("_", "-"))
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     """Hyper-parameter options; each defaults to HParams' field (None here = not given)."""
     group = parser.add_argument_group("training options")
-    group.add_argument("--epochs", type=int, help=f"default {DEFAULTS.epochs}")
-    group.add_argument("--max-steps", type=int, help="stop after this many steps in total")
-    group.add_argument("--batch-size", type=int, help=f"default {DEFAULTS.batch_size}")
+    group.add_argument("--epochs", type=_bounded("epochs"), help=f"default {DEFAULTS.epochs}")
+    group.add_argument("--max-steps", type=_bounded("max_steps"), help="stop after this many steps in total")
+    group.add_argument("--batch-size", type=_bounded("batch_size"), help=f"default {DEFAULTS.batch_size}")
     group.add_argument("--lr", type=float, help=f"peak learning rate (default {DEFAULTS.lr})")
     group.add_argument("--momentum", type=float, help=f"default {DEFAULTS.momentum}")
     group.add_argument("--weight-decay", "--wd", dest="weight_decay", type=float,
@@ -36,19 +43,19 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--schedule", choices=SCHEDULES,
                        help="cosine (default) or step: x0.1 at 50%% and 75%% (the ASK recipe)")
     group.add_argument("--warmup-epochs", type=float, help=f"linear warm-up (default {DEFAULTS.warmup_epochs})")
-    group.add_argument("--seed", type=int, help=f"default {DEFAULTS.seed}")
+    group.add_argument("--seed", type=_bounded("seed"), help=f"default {DEFAULTS.seed}")
     group.add_argument("--backend", help=f"ASK backend (default {DEFAULTS.backend})")
-    group.add_argument("--workers", type=int, help="DataLoader workers (default 0)")
-    group.add_argument("--log-every", "--log-interval", dest="log_every", type=int,
+    group.add_argument("--workers", type=_bounded("workers"), help="DataLoader workers (default 0)")
+    group.add_argument("--log-every", "--log-interval", dest="log_every", type=_bounded("log_every"),
                        help=f"steps between step metrics (default {DEFAULTS.log_every})")
-    group.add_argument("--checkpoint-every", type=int, help="steps between extra checkpoints (default: by epoch and time)")
+    group.add_argument("--checkpoint-every", type=_bounded("checkpoint_every"), help="steps between extra checkpoints (default: by epoch and time)")
     group.add_argument("--checkpoint-every-s", type=float, metavar="S",
                        help=f"seconds of training between extra checkpoints: a kill loses at most that "
                             f"(default {DEFAULTS.checkpoint_every_s:g}; 0: off)")
     group.add_argument("--log-every-s", type=float, metavar="S",
                        help=f"seconds between step metrics, besides --log-every (default {DEFAULTS.log_every_s:g}; 0: off)")
-    group.add_argument("--data-limit", type=int, metavar="N", help="train and test on the first N images of each split")
-    group.add_argument("--eval-batch-size", "--test-batch-size", dest="eval_batch_size", type=int)
+    group.add_argument("--data-limit", type=_bounded("data_limit"), metavar="N", help="train and test on the first N images of each split")
+    group.add_argument("--eval-batch-size", "--test-batch-size", dest="eval_batch_size", type=_bounded("eval_batch_size"))
     group.add_argument("--data", choices=["synthetic"], help="train on the small synthetic set (tests)")
     group.add_argument("--data-root", metavar="DIR", help="where data sets are (default <workspace>/data)")
     group.add_argument("--no-download", dest="download", action="store_false", default=None,
@@ -146,7 +153,8 @@ def add_commands(commands) -> None:
     train.add_argument("--save", metavar="DIR", help="run folder for checkpoints (default <workspace>/runs/<id>)")
     train.add_argument("--store", metavar="DB", help="run store (default <workspace>/runs.db)")
     train.add_argument("--resume", action="store_true", help="continue the run in --save DIR from its checkpoint")
-    train.add_argument("--run-id", type=int, help="train a recorded run (how the job manager starts runs)")
+    train.add_argument("--run-id", type=int_in(1, MAX_RUN_ID, "--run-id"),
+                       help="train a recorded run (how the job manager starts runs)")
     train.set_defaults(run=cmd_train)
 
     exp = commands.add_parser("export", help="design JSON, ASK cfglist, weights, ONNX or torch.export (pt2)")
@@ -166,7 +174,7 @@ def add_commands(commands) -> None:
     actions.add_parser("tick", help="mark dead runs, start queued ones").add_argument("--home", help=HOME_HELP)
     for name in ("stop", "resume", "delete"):
         sub = actions.add_parser(name, help=f"{name} a run")
-        sub.add_argument("run_id", type=int, metavar="ID")
+        sub.add_argument("run_id", type=int_in(1, MAX_RUN_ID, "the run id"), metavar="ID")
         sub.add_argument("--home", help=HOME_HELP)
     actions.choices["delete"].add_argument("--force", action="store_true",
                                            help="stop a queued or running run first (else refused)")

@@ -351,7 +351,7 @@ def network_label(network: Network) -> str:
 
 # --- import ------------------------------------------------------------------------------------
 
-def import_text(text: str | bytes, network: Network, where: str = "import") -> Design:
+def import_text(text: str | bytes, network: Network, where: str = "import", padfree: bool = False) -> Design:
     """A design from pasted or uploaded text: a Kernel Studio design JSON (any network) or an
     ASK cfglist (JSON or the ASK README's Python list) for `network`. DesignError when bad."""
     if isinstance(text, bytes):
@@ -368,7 +368,7 @@ def import_text(text: str | bytes, network: Network, where: str = "import") -> D
             raise DesignError("a JSON object must be a Kernel Studio design (with 'network' and 'layers'); "
                               "a cfglist is a list", where)
         return validate(design_from_json(raw))
-    return design_from_cfglist(network, parse_cfglist_text(stripped, where), where)
+    return design_from_cfglist(network, parse_cfglist_text(stripped, where), where, padfree)
 
 
 # --- undo --------------------------------------------------------------------------------------

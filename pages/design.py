@@ -379,7 +379,7 @@ i1, i2 = st.columns(2)
 
 
 def _import(text, source: str) -> None:
-    ok = state.edit(lambda cur: editing.import_text(text, cur.network, source), f"import {source}", "import")
+    ok = state.edit(lambda cur: editing.import_text(text, cur.network, source, cur.padfree), f"import {source}", "import")
     if ok:
         _select(range(len(state.design().layers)))
 

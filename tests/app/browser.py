@@ -171,14 +171,26 @@ def main_metric(driver, label: str) -> str:
 
 def click_key(driver, key: str) -> None:
     """Click the button of the widget with Streamlit key `key`."""
-    from selenium.webdriver.common.by import By
-
-    _scrolled(driver, driver.find_element(By.CSS_SELECTOR, f".st-key-{key} button")).click()
+    _scrolled(driver, find(driver, f".st-key-{key} button")).click()
 
 
 def body_text(driver) -> str:
     from selenium.webdriver.common.by import By
     return driver.find_element(By.TAG_NAME, "body").text
+
+
+def find(driver, css: str, timeout: float = 20):
+    """The element `css` selects, waiting for it (a page is redrawn after every interaction)."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in driver.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing on the page matches {css!r}")
+        time.sleep(0.1)
 
 
 def _scrolled(driver, element):
@@ -190,7 +202,7 @@ def choose(driver, key: str, option: str) -> None:
     """Pick the option whose text is `option` in the selectbox with Streamlit key `key`."""
     from selenium.webdriver.common.by import By
 
-    _scrolled(driver, driver.find_element(By.CSS_SELECTOR, f".st-key-{key} input")).click()
+    _scrolled(driver, find(driver, f".st-key-{key} input")).click()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         for item in driver.find_elements(By.CSS_SELECTOR, "[role='option']"):
@@ -213,18 +225,15 @@ def selected(driver, key: str) -> str:
 
 def toggle(driver, key: str) -> None:
     """Click the toggle or checkbox with Streamlit key `key`."""
-    from selenium.webdriver.common.by import By
-
-    _scrolled(driver, driver.find_element(By.CSS_SELECTOR, f".st-key-{key} label")).click()
+    _scrolled(driver, find(driver, f".st-key-{key} label")).click()
     wait_idle(driver)
 
 
 def type_into(driver, key: str, text: str) -> None:
     """Replace the text of the input with Streamlit key `key` and leave it (Tab: Enter would submit a form)."""
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.common.by import By
 
-    field = _scrolled(driver, driver.find_element(By.CSS_SELECTOR, f".st-key-{key} input"))
+    field = _scrolled(driver, find(driver, f".st-key-{key} input"))
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(Keys.BACKSPACE)
     field.send_keys(text)

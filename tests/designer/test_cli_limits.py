@@ -208,3 +208,16 @@ def test_the_real_exit_codes_through_a_subprocess(files, argv, message):
     result = subprocess.run([sys.executable, "-m", "designer", *argv], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert_one_clear_line(result.returncode, result.stdout, result.stderr, message)
+
+
+@pytest.mark.parametrize("argv", [
+    ["runs", "stop", str(2 ** 63)], ["runs", "delete", "0"], ["runs", "resume", "9" * 30],
+    ["train", "--arch", "resnet", "--depth", "8", "--seed", str(10 ** 15)],
+    ["runs", "start", "--arch", "resnet", "--depth", "8", "--batch-size", str(10 ** 7)],
+    ["train", "--arch", "resnet", "--depth", "8", "--workers", "-1"],
+])
+def test_run_ids_and_training_integers_out_of_range_are_refused_when_parsed(argv, capsys, tmp_path):
+    from designer.cli import main
+    assert main([*argv, "--home", str(tmp_path)] if argv[0] == "runs" else argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "must be at" in err[0] and "Traceback" not in err[0]
