@@ -7,8 +7,9 @@ conv). Each is designer.bench.bench_onnx: both exports in one process, same
 intra-op threads (torch.get_num_threads()), timed calls interleaved, medians
 of the repeats with their min..max. The 1-minute load average is printed
 with every row (the machine is shared). --profile adds, per design and
-batch, onnxruntime's profiler time per operator type and the achieved
-GFLOP/s of the convolutions, to show what limits a missed target.
+batch, onnxruntime's profiler time per operator type (per call, summed over
+nodes) to show what limits a missed target; the table has the achieved
+GFLOP/s of both networks (2 FLOPs per MAC of conv and linear layers).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_onnx.py [--configs ask hetconv lowrank blocksparse]
         [--batches 1 32] [--repeats 10] [--profile] [--out FILE]
@@ -27,7 +28,7 @@ import designer  # noqa: E402,F401  (sets the OpenMP and Taichi environment befo
 import numpy as np
 import torch
 
-from designer.bench import BenchConfig, bench_onnx, ort_session
+from designer.bench import BenchConfig, bench_onnx
 from designer.cli import build_parser, design_from_args
 from designer.export import export
 
@@ -45,7 +46,6 @@ def profile(design, batch: int, runs: int = 5) -> dict:
         path = os.path.join(folder, "m.onnx")
         export(design, "onnx", path)
         import onnxruntime as ort
-        session = ort_session(path, torch.get_num_threads())
         options = ort.SessionOptions()
         options.enable_profiling, options.profile_file_prefix = True, os.path.join(folder, "prof")
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
@@ -72,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     print(f"{'config':12} {'batch':>5} {'dense ms':>9} {'design ms':>10} {'ratio':>6} {'target':>6} "
-          f"{'FLOP ratio':>10} {'spread d/x':>11} {'load':>5}")
+          f"{'FLOP ratio':>10} {'GFLOP/s d/x':>12} {'spread d/x':>11} {'load':>5}")
     for name in args.configs:
         options, target = CONFIGS[name]
         design = design_from_args(build_parser().parse_args(["count", *options.split()]))
@@ -86,6 +86,7 @@ def main() -> None:
             rows.append(row)
             print(f"{name:12} {batch:5d} {dense['median_ms']:9.2f} {fast['median_ms']:10.2f} "
                   f"{fast['speedup_vs_dense']:6.2f} {target or '-':>6} {result['flop_ratio']:10.2f} "
+                  f"{dense['gflops']:5.0f}/{fast['gflops']:<6.0f} "
                   f"{dense['spread']:5.0%}/{fast['spread']:<5.0%} {result['load_average']:5.2f}", flush=True)
             if args.profile:
                 for which, ops in row["profile_ms"].items():
