@@ -54,6 +54,19 @@ def apply_preset_to_3x3(design: Design, name: str) -> Design:
     return apply_preset(design, cfglist_layers(design.network, design.padfree), name)
 
 
+def apply_blocksparse(design: Design, indices, block_n: int, rate: float, rearrange: bool) -> Design:
+    """1xN pruning on the layers at `indices`; with `rearrange`, filters are sorted on the layers the
+    original sorts (designer.variants.rearranged_layers), the others get the plain block mask."""
+    from designer.variants import rearranged_layers
+
+    pruned = set_choice(design, indices, LayerChoice.blocksparse(block_n, rate))
+    if not rearrange:
+        return pruned
+    sort = set(indices) & set(rearranged_layers(design.network.arch, design_layers(design)))
+    return pruned.with_layers(LayerChoice.blocksparse(block_n, rate, True) if i in sort else choice
+                              for i, choice in enumerate(pruned.layers))
+
+
 def change_network(design: Design, network: Network) -> Design:
     """The design on another network (architecture, depth or data set), keeping every layer choice that fits."""
     return carry_over(design, network, design.padfree and supports_padfree(network.arch))[0]

@@ -315,11 +315,11 @@ else:
             st.caption(f"The masks keep the blocks of largest L1 norm in the weights the run starts from: "
                        f"{state.plain(state.start_weights()[1])} (the Train page's *Start from*).")
             rearrange = b3.checkbox("Rearrange filters", key="rearrange",
-                                    help="group similar filters before blocking (the paper's rearrangement)")
+                                    help="group similar filters before blocking, on the layers lmbxmu/1xN sorts "
+                                         "(on MobileNets the expansion and final 1x1 convs; elsewhere every layer)")
             st.button(f"Apply 1x{block_n} at {rate:.0%} to {len(selection)} layers", key="apply_1xn", type="primary",
                       on_click=lambda: state.edit(
-                          lambda cur: editing.set_choice(cur, selection,
-                                                         LayerChoice.blocksparse(block_n, rate, rearrange)),
+                          lambda cur: editing.apply_blocksparse(cur, selection, block_n, rate, rearrange),
                           f"1x{block_n} rate {rate:.2f}", "1xn"))
         if state.error("1xn"):
             st.error(state.plain(state.error("1xn")))

@@ -166,3 +166,16 @@ def test_every_readme_figure_matches_our_ask_count():
 
 def test_no_paper_figure_for_a_mixed_design(dense):
     assert figures_for(editing.import_text(ASK_MY, VGG16)) == []
+
+
+def test_the_rearrange_switch_sorts_only_the_layers_lmbxmu_1xn_sorts_on_a_mobilenet():
+    from designer.variants import rearranged_layers
+    d = dense_design(Network("mobilenetv2", 0, "cifar10"))
+    convs = editing.design_layers(d)
+    pointwise = [c.index for c in convs if c.spec.kernel_size == 1 and c.spec.groups == 1
+                 and c.spec.out_channels % 8 == 0 and c.spec.role != "classifier"]
+    pruned = editing.apply_blocksparse(d, pointwise, 8, 0.5, rearrange=True)
+    sorted_ = {i for i, choice in enumerate(pruned.layers) if choice.kind == "blocksparse" and choice.rearrange}
+    assert sorted_ == set(pointwise) & set(rearranged_layers("mobilenetv2", convs))
+    assert 0 < len(sorted_) < len(pointwise)  # the projections keep the plain mask
+    assert not any(c.rearrange for c in editing.apply_blocksparse(d, pointwise, 8, 0.5, False).layers)
