@@ -215,6 +215,19 @@ def full_kxk_layers(design: Design) -> list[int]:
     return fits
 
 
+def ask_targets(design: Design, indices, k: int = 3) -> tuple[list[int], list[str]]:
+    """The selected layers k x k ASK shapes can replace, and a note on the others (1x1, depthwise or other
+    kernel sizes, padding-free downsampling), which stay as they are."""
+    fits = set(full_kxk_layers(design))
+    convs = design_layers(design)
+    keep = [i for i in sorted(set(indices)) if i in fits and convs[i].spec.kernel_size == k]
+    left = len(set(indices)) - len(keep)
+    notes = [f"{left} selected layer{'s' if left != 1 else ''} cannot take {k}x{k} shapes (1x1, depthwise, another "
+             f"kernel size or a padding-free downsampling) and stay{'s' if left == 1 else ''} as "
+             f"{'it is' if left == 1 else 'they are'}"] if left else []
+    return keep, notes
+
+
 def layers_matching(design: Design, pattern: str) -> list[int]:
     """Convolutions whose module path matches a shell-style pattern (`*` any text, e.g. `*.stage2.*`);
     a pattern without wildcards matches as a substring."""

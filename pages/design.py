@@ -91,7 +91,7 @@ if supports_padfree(net.arch):
                    "convolutions: every layer choice that still fits is kept, the others are listed")
 if state.error("network"):
     st.error(state.plain(state.error("network")))
-notes = st.session_state.pop("network_notes", None)
+notes = st.session_state.get("network_notes")
 if notes:
     st.info("\n".join(f"- {state.plain(note)}" for note in notes), icon=":material/info:")
 
@@ -277,10 +277,13 @@ else:
             pc = st.columns(len(pictures))
             for j, pic in enumerate(pictures):
                 pc[j].code(pic, language=None)
-        p1.button(f"Apply {name} to {len(selection)} layer{'s' if len(selection) != 1 else ''}", key="apply_preset",
-                  type="primary",
-                  on_click=lambda: state.edit(lambda cur: editing.apply_preset(cur, selection, name),
-                                              f"{name} on {len(selection)} layers", "preset"))
+        ask_layers, ask_notes = editing.ask_targets(d, selection)
+        p1.button(f"Apply {name} to {len(ask_layers)} layer{'s' if len(ask_layers) != 1 else ''}", key="apply_preset",
+                  type="primary", disabled=not ask_layers,
+                  on_click=lambda: state.edit(lambda cur: editing.apply_preset(cur, ask_layers, name),
+                                              f"{name} on {len(ask_layers)} layers", "preset"))
+        for note in ask_notes:
+            p1.caption(state.plain(note))
         if state.error("preset"):
             st.error(state.plain(state.error("preset")))
 

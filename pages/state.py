@@ -153,6 +153,7 @@ def commit(new: Design, label: str) -> None:
     old = design()
     if new == old:
         return
+    st.session_state.pop("network_notes", None)  # what the last network change dropped: shown until the next edit
     history().record(old, label)
     st.session_state.design = new
 
@@ -181,6 +182,7 @@ def clear_error(error_key: str) -> None:
 def undo() -> None:
     h = history()
     if h.can_undo:
+        st.session_state.pop("network_notes", None)
         st.session_state.design = h.undo(design())
         st.session_state.errors = {}
 
@@ -188,6 +190,7 @@ def undo() -> None:
 def redo() -> None:
     h = history()
     if h.can_redo:
+        st.session_state.pop("network_notes", None)
         st.session_state.design = h.redo(design())
         st.session_state.errors = {}
 

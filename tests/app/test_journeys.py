@@ -62,7 +62,7 @@ def test_design_journey_data_set_padding_free_every_button_and_reload(tmp_path):
         wait_text(driver, "Kernel for 22 selected layers")
         click_tab(driver, "ASK preset")
         click_key(driver, "apply_preset")
-        wait_idle(driver)
+        wait_text(driver, "ASK_5a x7")
         toggle(driver, "padfree")
         wait_text(driver, "Kernel for 28 selected layers")
         assert "dropped" in body_text(driver)  # the stride-2 convs lose their padding: ASK cannot take them

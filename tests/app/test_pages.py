@@ -259,13 +259,16 @@ def test_benchmark_runs_with_a_progress_bar_and_is_saved(at):
 
 
 def _wait_finished(run_id: int, timeout: float = 150) -> dict:
+    """The run once it has ended, and its training process gone (reaped: no test sees another's child)."""
     import time
 
-    from designer import jobs
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = next(r for r in jobs.list_runs() if r["id"] == run_id)
         if run["status"] not in ("queued", "running"):
+            for proc in list(jobs._children.values()):
+                proc.wait(timeout=60)
+            jobs.tick()
             return run
         time.sleep(0.5)
     raise TimeoutError(f"run {run_id} did not finish")
@@ -341,9 +344,11 @@ def test_the_live_panel_follows_each_new_launch(at):
 
 def test_train_form_values_survive_a_change_of_page(at):
     at.switch_page("pages/train.py").run()
+    at.selectbox(key="train_data").set_value("cifar10").run()  # not in this workspace: the launch is refused
     at.number_input(key="train_epochs").set_value(3)
     at.selectbox(key="train_backend").set_value("decomposed")
-    at.get("form_submit_button")[0].click().run()  # submits (the data set is missing or not, the form keeps)
+    at.get("form_submit_button")[0].click().run()
+    assert at.error and not jobs.list_runs()
     at.switch_page("pages/design.py").run()
     at.switch_page("pages/train.py").run()
     ok(at)
@@ -383,3 +388,13 @@ def test_the_design_travels_in_the_address_and_a_bad_address_falls_back(fresh):
     ok(bad.run())
     assert summarize(design(bad)) == "VGG-16 on cifar10: dense x13"
     assert "not readable" in bad.sidebar.warning[0].value
+
+
+def test_a_preset_on_a_mixed_selection_goes_to_the_convs_that_take_it(at):
+    at.selectbox(key="net_arch").set_value("resnet_proj").run()  # 19 full 3x3 convs and 3 1x1 ones
+    at.button(key="apply_preset").click().run()
+    ok(at)
+    assert not at.error and summarize(design(at)).count("ASK_5a") == 3
+    assert {c.kind for c in design(at).layers} == {"ask", "dense"}
+    assert sum(c.kind == "ask" for c in design(at).layers) == 19
+    assert any("3 selected layers cannot take 3x3 shapes" in c.value for c in at.caption)
