@@ -3,7 +3,7 @@
 For each layer and batch size: the dense 3x3 conv and each ASK backend,
 in NCHW and in channels-last (the faster layout of each is reported; the
 dense one is the baseline), for inference and for one forward + backward.
-Timed calls interleaved across candidates (designer.bench.time_interleaved),
+Timed calls interleaved across candidates (designer.bench.timing.time_interleaved),
 medians after warm-up, GFLOP/s achieved; Taichi start-up and compile time
 are measured first and kept out of the medians.
 
@@ -11,18 +11,18 @@ are measured first and kept out of the medians.
 """
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import designer  # noqa: E402,F401  (sets the OpenMP and Taichi environment before torch loads)
+import designer  # noqa: F401  (sets the OpenMP and Taichi environment before torch loads)
 
 import torch
 import torch.nn as nn
 
-from designer.bench import BenchConfig, module_step, time_interleaved
-from designer.shapes import preset_shapes
+from designer.bench.timing import BenchConfig, time_interleaved
+
+from designer.bench.latency import module_step
+from designer.designs.shapes import preset_shapes
 from models.layers.ask import AskConv2d
 
 VGG16_LAYERS = [  # (Cin, Cout, H=W) of every distinct 3x3 conv in CIFAR VGG-16

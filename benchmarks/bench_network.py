@@ -6,7 +6,7 @@ every conv but the first; 1xN N=16 rate 0.5 on every conv but the first
 training step = forward + backward of a cross-entropy loss) the dense
 network is timed in NCHW and channels-last (the faster is the baseline), and
 each backend in both layouts (the faster is reported), all by
-designer.bench.bench_design: medians after warm-up, timed calls interleaved
+designer.bench.latency.bench_design: medians after warm-up, timed calls interleaved
 across candidates (one call of each per round), wall clock and process CPU
 time (the machine is shared); achieved GFLOP/s count 2 FLOPs per MAC of the
 design (x3 for a training step). The first call (Taichi start-up and
@@ -19,17 +19,18 @@ median.
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import designer  # noqa: E402,F401  (sets the OpenMP and Taichi environment before torch loads)
+import designer  # noqa: F401  (sets the OpenMP and Taichi environment before torch loads)
 
 import torch
 
-from designer.bench import BACKENDS, BenchConfig, bench_design, bench_layers
-from designer.cli import build_parser, design_from_args
-from designer.reports import benchmark_notes
+from designer.bench.latency import BACKENDS, bench_design, bench_layers
+
+from designer.bench.timing import BenchConfig
+from designer.cli import build_parser
+from designer.cli.options import design_from_args
+from designer.runs.reports import benchmark_notes
 from models.layers.ask import ASK_BACKENDS
 from models.layers.blocksparse import BLOCKSPARSE_BACKENDS
 from models.layers.hetconv import HETCONV_BACKENDS

@@ -3,7 +3,7 @@
 Configurations (CIFAR-10 VGG-16, issue 13's targets): ASK_5a (>= 1.5x),
 HetConv P=4 on the HetConv paper's VGG (>= 2.2x), low-rank ratio 2
 (>= 1.6x), 1xN N=16 rate 0.5 (no target: its fast form is the masked dense
-conv). Each is designer.bench.bench_onnx: both exports in one process, same
+conv). Each is designer.bench.onnx_runtime.bench_onnx: both exports in one process, same
 intra-op threads (torch.get_num_threads()), timed calls interleaved, medians
 of the repeats with their min..max. The 1-minute load average is printed
 with every row (the machine is shared). --profile adds, per design and
@@ -17,20 +17,21 @@ GFLOP/s of both networks (2 FLOPs per MAC of conv and linear layers).
 import argparse
 import json
 import os
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import designer  # noqa: E402,F401  (sets the OpenMP and Taichi environment before torch loads)
+import designer  # noqa: F401  (sets the OpenMP and Taichi environment before torch loads)
 
 import numpy as np
 import torch
 
-from designer.bench import BenchConfig, bench_onnx
-from designer.cli import build_parser, design_from_args
-from designer.export import export
+from designer.bench.timing import BenchConfig
+
+from designer.bench.onnx_runtime import bench_onnx
+from designer.cli import build_parser
+from designer.cli.options import design_from_args
+from designer.networks.export import export
 
 CONFIGS = {  # name -> (CLI model options, target ratio)
     "ask": ("--arch vgg --depth 16 --anycfg ASK_5a", 1.5),

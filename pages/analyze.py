@@ -7,9 +7,9 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from designer.analysis import cost_name, kernel_groups, layer_comparison, layer_ranges, tap_usage, totals
-from designer.editing import network_label, summarize
-from designer.paper_figures import figures_for
+from designer.analysis.paper_figures import figures_for
+from designer.analysis.tables import cost_name, kernel_groups, layer_comparison, layer_ranges, tap_usage, totals
+from designer.networks.editing import network_label, summarize
 from pages import state
 
 d = state.design()

@@ -4,12 +4,13 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from designer import jobs
-from designer.bench import (BACKENDS, LIMITS, MODES, RUN_ERRORS, RUNTIMES, BenchConfig, bench_design, bench_layers,
-                            bench_onnx, first_line)
-from designer.editing import summarize
+from designer.bench.latency import BACKENDS, bench_design, bench_layers
+from designer.bench.onnx_runtime import RUNTIMES, bench_onnx
+from designer.bench.timing import LIMITS, MODES, RUN_ERRORS, BenchConfig, first_line
 from designer.errors import DesignError
-from designer.reports import benchmark_bars, benchmark_notes
+from designer.networks.editing import summarize
+from designer.runs import jobs
+from designer.runs.reports import benchmark_bars, benchmark_notes
 from pages import state
 
 INFER_BATCHES, TRAIN_BATCHES = [1, 8, 32, 64, 128], [2, 8, 32, 64, 128]  # a training step needs 2 (BatchNorm)

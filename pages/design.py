@@ -5,16 +5,16 @@ import json
 
 import streamlit as st
 
-from designer import editing
-from designer.analysis import cost_name, layer_table, totals
-from designer.build import design_layers
-from designer.cfglist import design_to_cfglist
-from designer.data import DATASETS
-from models import supports_padfree
-from designer.design import DENSE, LayerChoice, Network
+from designer.analysis.tables import cost_name, layer_table, totals
+from designer.designs.datasets import DATASETS
+from designer.designs.design import DENSE, LayerChoice, Network
+from designer.designs.shapes import ASK_PRESETS, preset_shapes
 from designer.errors import DesignError
-from designer.weights import dense_start_weights
-from designer.shapes import ASK_PRESETS, preset_shapes
+from designer.networks import editing
+from designer.networks.build import design_layers
+from designer.networks.cfglist import design_to_cfglist
+from designer.networks.weights import dense_start_weights
+from models import supports_padfree
 from pages import state
 
 d = state.design()

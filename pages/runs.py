@@ -6,11 +6,13 @@ import html
 import plotly.express as px
 import streamlit as st
 
-from designer import editing, jobs
-from designer.design import design_from_json
+from designer.designs.design import design_from_json
 from designer.errors import DesignError
-from designer.weights import dense_start_weights, run_weights_path
-from designer.reports import EXPORT_FORMATS, curves, export_bytes, runs_table
+from designer.networks import editing
+from designer.networks.weights import dense_start_weights
+from designer.runs import jobs
+from designer.runs.checkpoints import run_weights_path
+from designer.runs.reports import curves, export_bytes, runs_table
 from pages import state
 
 st.title("Runs")

@@ -1,7 +1,7 @@
 """The app's session state: the current design, its undo history, the counting convention.
 
 Every page reads and changes the design through these helpers, so undo and
-the sidebar see every edit. Edits are pure functions from designer.editing;
+the sidebar see every edit. Edits are pure functions from designer.networks.editing;
 a DesignError they raise is kept under an error key and shown next to the
 control that caused it, and the design stays as it was.
 
@@ -19,13 +19,12 @@ from typing import Callable
 
 import streamlit as st
 
-from designer.analysis import cost_name, totals
-from designer.build import dense_design
-from designer.counting import CONVENTIONS
-from designer.build import validate
-from designer.design import Design, Network, design_from_json, loads_design
-from designer.editing import History, network_label, summarize
+from designer.analysis.counting import CONVENTIONS
+from designer.analysis.tables import cost_name, totals
+from designer.designs.design import Design, Network, design_from_json, loads_design
 from designer.errors import DesignError
+from designer.networks.build import dense_design, validate
+from designer.networks.editing import History, network_label, summarize
 
 DEFAULT_NETWORK = Network("vgg", 16, "cifar10")
 
@@ -97,8 +96,9 @@ def keep(key: str, default, options=None):
 def start_weights() -> tuple[str | None, str]:
     """(the file, a label) of the weights the Train page's *Start from* names: a finished run of this network
     (1xN masks and accnn ranks come from it), or (None, "fresh weights") for a fresh start or an upload."""
-    from designer import jobs
-    from designer.weights import run_weights_path, same_network
+    from designer.networks.weights import same_network
+    from designer.runs import jobs
+    from designer.runs.checkpoints import run_weights_path
 
     kept = st.session_state.get("_kept", {})
     start = st.session_state.get("train_start", kept.get("train_start", "fresh"))

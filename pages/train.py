@@ -1,6 +1,6 @@
 """Train page: launch a background training run of the current design and watch its curves live.
 
-Runs are separate processes started by the job manager (designer.jobs) and
+Runs are separate processes started by the job manager (designer.runs.jobs) and
 recorded in the run store; this page only starts, stops and reads them, so a
 reload, a second tab or an app restart loses nothing.
 """
@@ -11,14 +11,17 @@ import hashlib
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from designer import jobs
-from designer.data import DATASETS, SYNTHETIC, dataset_info, missing_data
-from designer.design import Network, design_from_json
-from designer.editing import change_network, summarize
+from designer.designs.datasets import DATASETS, dataset_info
+from designer.designs.design import Network, design_from_json
 from designer.errors import DesignError
-from designer.reports import describe_design_json
-from designer.train import SCHEDULES, HParams
-from designer.weights import read_weights, run_weights_path, same_network as same_network_as
+from designer.networks.editing import change_network, summarize
+from designer.networks.weights import read_weights
+from designer.networks.weights import same_network as same_network_as
+from designer.runs import jobs
+from designer.runs.checkpoints import run_weights_path
+from designer.runs.data import SYNTHETIC, missing_data
+from designer.runs.reports import describe_design_json
+from designer.runs.train import SCHEDULES, HParams
 from designer.workspace import data_root, workspace_home
 from models.layers.ask import ASK_BACKENDS
 from pages import state

@@ -2,7 +2,7 @@
 take x the backends, built, trained one step, counted and benched.
 
 Parametrised from the registry (models.list_models, models.supports_padfree) and from what each layer takes
-(designer.build.check_layer_fits), so a new architecture or a new padding-free family joins by being
+(designer.networks.build.check_layer_fits), so a new architecture or a new padding-free family joins by being
 registered. Each architecture runs at its smallest valid depth, batch 2. The reference backend runs every
 kind everywhere; the fast backends run the kinds they implement on the smallest network only (ResNet-8),
 where Taichi (which compiles its kernels on the first call, seconds each) and auto (which times every
@@ -16,13 +16,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from designer.bench import BenchConfig, bench_layers
-from designer.build import build_model, check_layer_fits, check_network, dense_design, design_layers
-from designer.counting import CONVENTIONS, count_design
-from designer.data import dataset_info
-from designer.design import Design, LayerChoice, Network
+from designer.analysis.counting import CONVENTIONS, count_design
+from designer.bench.latency import bench_layers
+from designer.bench.timing import BenchConfig
+from designer.designs.datasets import dataset_info
+from designer.designs.design import Design, LayerChoice, Network
 from designer.errors import DesignError
-from designer.lowrank import lowrank_saves
+from designer.networks.build import build_model, check_layer_fits, check_network, dense_design, design_layers
+from designer.networks.lowrank import lowrank_saves
 from models import list_models, supports_padfree
 
 BATCH = 2

@@ -1,7 +1,7 @@
 """Any-shape kernel (ASK) convolution: a k x k conv that keeps only some taps.
 
 A shape is any object with `taps` (tap numbers 1..k*k, row-major over the
-kernel: designer.shapes.KernelShape) and `k`.
+kernel: designer.designs.shapes.KernelShape) and `k`.
 Output channels are split equally among the shapes, in order (ASK
 semantics); block g of the output sees only the taps of shape g. Only the
 active taps' weights are stored, one (Cout_g, Cin, taps_g) tensor per shape,
@@ -24,7 +24,7 @@ from models.layers.layout import inference_weight
 
 
 class Shape(Protocol):
-    """What the layer needs of a kernel shape (designer.shapes.KernelShape is one)."""
+    """What the layer needs of a kernel shape (designer.designs.shapes.KernelShape is one)."""
 
     taps: tuple[int, ...]
     k: int
@@ -110,4 +110,3 @@ def _reference_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 ASK_BACKENDS["reference"] = _reference_forward
-from models.layers import ask_backends  # noqa: E402,F401  (registers the decomposed and taichi backends)

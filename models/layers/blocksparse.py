@@ -144,4 +144,3 @@ def _reference_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 BLOCKSPARSE_BACKENDS["reference"] = _reference_forward
-from models.layers import blocksparse_backends  # noqa: E402,F401  (registers the taichi backend)

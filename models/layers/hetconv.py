@@ -109,4 +109,3 @@ def _reference_forward(m: HetConv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 HETCONV_BACKENDS["reference"] = _reference_forward
-from models.layers import hetconv_backends  # noqa: E402,F401  (registers the decomposed and taichi backends)

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.browser import (ARTIFACTS, chromium, click_key, main_metric, open_page, require_browser, screenshot,
-                               streamlit_app, wait_idle, wait_text)
+from tests.app.browser import (
+    ARTIFACTS,
+    chromium,
+    click_key,
+    main_metric,
+    open_page,
+    require_browser,
+    screenshot,
+    streamlit_app,
+    wait_idle,
+    wait_text,
+)
 
 
 @pytest.fixture(autouse=True)

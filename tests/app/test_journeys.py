@@ -9,10 +9,27 @@ import time
 
 import pytest
 
-from designer import jobs
-from tests.app.browser import (ARTIFACTS, assert_no_exception, body_text, chromium, choose, click_key, click_tab,
-                               click_text, main_metric, selected, open_page, require_browser, screenshot, streamlit_app,
-                               toggle, type_into, wait_idle, wait_text)
+from designer.runs import jobs
+from tests.app.browser import (
+    ARTIFACTS,
+    assert_no_exception,
+    body_text,
+    choose,
+    chromium,
+    click_key,
+    click_tab,
+    click_text,
+    main_metric,
+    open_page,
+    require_browser,
+    screenshot,
+    selected,
+    streamlit_app,
+    toggle,
+    type_into,
+    wait_idle,
+    wait_text,
+)
 
 SHOTS = ARTIFACTS / "journeys"
 

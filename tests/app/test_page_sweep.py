@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from designer import editing
-from designer.build import dense_design
-from designer.design import LayerChoice, Network
-from designer.variants import hetconv_layers, lowrank_layers, pruning_layers
+from designer.designs.design import LayerChoice, Network
+from designer.networks import editing
+from designer.networks.build import dense_design
+from designer.networks.variants import hetconv_layers, lowrank_layers, pruning_layers
 from models import list_models, supports_padfree
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

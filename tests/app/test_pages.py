@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from designer import jobs
-from designer.editing import summarize
+from designer.networks.editing import summarize
+from designer.runs import jobs
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ["pages/design.py", "pages/analyze.py", "pages/benchmark.py", "pages/train.py", "pages/runs.py"]
@@ -41,7 +41,7 @@ def design(app: AppTest):
 
 def layer_names(app: AppTest, indices=None) -> list[str]:
     """The module paths of the current design's convolutions (the selection holds these), or of `indices`."""
-    from designer.build import design_layers
+    from designer.networks.build import design_layers
     names = [c.name for c in design_layers(design(app))]
     return names if indices is None else [names[i] for i in indices]
 
@@ -52,9 +52,9 @@ def ok(app: AppTest) -> AppTest:
 
 
 def test_the_sidebar_shows_the_design_with_its_ratios_to_dense(fresh):
-    from designer.build import dense_design
-    from designer.design import Network
-    from designer.editing import apply_preset_to_3x3
+    from designer.designs.design import Network
+    from designer.networks.build import dense_design
+    from designer.networks.editing import apply_preset_to_3x3
     fresh.session_state["design"] = apply_preset_to_3x3(dense_design(Network("vgg", 16, "cifar10")), "ASK_5a")
     ok(fresh.run())
     assert metric(fresh, "MACs", sidebar=True) == metric(fresh, "MACs") == "174.27M"
@@ -160,9 +160,9 @@ def test_upload_a_design_json_and_a_bad_file(at, tmp_path):
     at.button(key="import_upload").click().run()
     ok(at)
     assert "tap 0 is out of range 1..9" in at.error[0].value
-    from designer.build import dense_design
-    from designer.design import Network
-    from designer.editing import apply_preset_to_3x3
+    from designer.designs.design import Network
+    from designer.networks.build import dense_design
+    from designer.networks.editing import apply_preset_to_3x3
     good = apply_preset_to_3x3(dense_design(Network("resnet", 20, "fashion-mnist")), "ASK_3b")
     at.file_uploader(key="import_file").set_value(("good.json", good.dumps().encode(), "application/json")).run()
     at.button(key="import_upload").click().run()
@@ -357,9 +357,9 @@ def test_train_form_values_survive_a_change_of_page(at):
 
 
 def test_user_text_is_shown_as_text_not_markdown(at):
-    from designer.build import dense_design
-    from designer.design import Network
-    from designer.train import HParams
+    from designer.designs.design import Network
+    from designer.networks.build import dense_design
+    from designer.runs.train import HParams
     from pages.state import plain
     evil = "[x](http://127.0.0.1:9/a) ![i](http://127.0.0.1:9/i.png) <b>bold</b> :red[red]"
     assert plain(evil) == (r"\[x\]\(http://127.0.0.1:9/a\) \!\[i\]\(http://127.0.0.1:9/i.png\) "
@@ -374,10 +374,10 @@ def test_user_text_is_shown_as_text_not_markdown(at):
 
 
 def test_the_design_travels_in_the_address_and_a_bad_address_falls_back(fresh):
+    from designer.designs.design import Network
+    from designer.networks.build import dense_design
+    from designer.networks.editing import apply_preset_to_3x3
     from pages.state import decode_design, encode_design
-    from designer.build import dense_design
-    from designer.design import Network
-    from designer.editing import apply_preset_to_3x3
     wanted = apply_preset_to_3x3(dense_design(Network("resnet", 32, "cifar100")), "ASK_3b")
     assert decode_design(encode_design(wanted)) == wanted
     fresh.query_params["design"] = encode_design(wanted)

@@ -4,11 +4,15 @@ import random
 import pytest
 import torch
 
-from designer.shapes import ASK_PRESETS, KernelShape
+from designer.designs.shapes import ASK_PRESETS, KernelShape
 from models.layers.ask import AskConv2d
 from models.layers.ask_backends import plan_shape
-from tests.models.backend_checks import (assert_backend_keeps_state_dict, assert_inference_matches_reference,
-                                         assert_training_matches_reference, rel_err)
+from tests.models.backend_checks import (
+    assert_backend_keeps_state_dict,
+    assert_inference_matches_reference,
+    assert_training_matches_reference,
+    rel_err,
+)
 
 BACKENDS = ["decomposed", "taichi", "auto"]
 

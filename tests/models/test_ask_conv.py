@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from designer.shapes import KernelShape
+from designer.designs.shapes import KernelShape
 from models.layers.ask import AskConv2d
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from designer.shapes import preset_shapes
+from designer.designs.shapes import preset_shapes
 from models.layers.ask import AskConv2d
 from models.layers.autotune import AUTO, fastest, register_auto
 

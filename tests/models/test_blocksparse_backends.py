@@ -3,8 +3,12 @@ import pytest
 import torch
 
 from models.layers.blocksparse import BlockSparseConv2d
-from tests.models.backend_checks import (assert_backend_keeps_state_dict, assert_inference_matches_reference,
-                                         assert_training_matches_reference, rel_err)
+from tests.models.backend_checks import (
+    assert_backend_keeps_state_dict,
+    assert_inference_matches_reference,
+    assert_training_matches_reference,
+    rel_err,
+)
 
 CASES = [  # (Cin, Cout, k, N, rate, rearrange, stride, padding, bias, H, W, batch)
     (8, 16, 3, 4, 0.5, False, 1, None, False, 7, 9, 2), (12, 16, 3, 8, 0.5, True, 2, None, True, 9, 6, 3),

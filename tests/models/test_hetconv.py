@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from designer.build import dense_design
-from designer.counting import count_design
-from designer.design import LayerChoice, Network
+from designer.analysis.counting import count_design
+from designer.designs.design import LayerChoice, Network
+from designer.networks.build import dense_design
 from models.layers.hetconv import HetConv2d
 
 

@@ -3,8 +3,12 @@ import pytest
 import torch
 
 from models.layers.hetconv import HetConv2d
-from tests.models.backend_checks import (assert_backend_keeps_state_dict, assert_inference_matches_reference,
-                                         assert_training_matches_reference, rel_err)
+from tests.models.backend_checks import (
+    assert_backend_keeps_state_dict,
+    assert_inference_matches_reference,
+    assert_training_matches_reference,
+    rel_err,
+)
 
 BACKENDS = ["decomposed", "taichi", "auto"]
 

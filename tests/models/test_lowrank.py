@@ -3,17 +3,26 @@ import itertools
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from designer import lowrank
-from designer.build import ConvLayer, build_model, dense_design, design_layers
-from designer.design import Network
+from designer.analysis.counting import count_design
+from designer.designs.design import LayerChoice, Network
 from designer.errors import DesignError
-from designer.counting import count_design
-from designer.design import LayerChoice
-from designer.lowrank import (choice_cost, config_json, decompose_model, design_from_config, largest_saving_rank,
-                              layer_costs, lowrank_design, lowrank_saves, ranks_cost, select_ranks, singular_values)
-from designer.variants import lowrank_layers
+from designer.networks import lowrank
+from designer.networks.build import ConvLayer, build_model, dense_design, design_layers
+from designer.networks.lowrank import (
+    choice_cost,
+    config_json,
+    decompose_model,
+    design_from_config,
+    largest_saving_rank,
+    layer_costs,
+    lowrank_design,
+    lowrank_saves,
+    ranks_cost,
+    select_ranks,
+    singular_values,
+)
+from designer.networks.variants import lowrank_layers
 from models.layers.factory import ConvSpec
 from models.layers.lowrank import LowRankConv2d, max_rank
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from designer.build import conv_layers, dense_design
-from designer.counting import count_design
-from designer.design import Network
+from designer.analysis.counting import count_design
+from designer.designs.design import Network
+from designer.networks.build import conv_layers, dense_design
 from models import create_model
 
 

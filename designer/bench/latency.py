@@ -1,0 +1,169 @@
+"""Latency of a design against its dense network, measured in the same run.
+
+The dense baseline is the same architecture with plain convolutions; it and
+every backend are timed in NCHW and channels-last, each judged by its faster
+layout. Every backend runs the same weights (copied from one reference
+build). Timing is designer.bench.timing's interleaved loop.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from designer.analysis.counting import count_design
+from designer.bench.timing import BenchConfig, check_config, first_line, machine_load, time_interleaved
+from designer.designs.datasets import dataset_info
+from designer.designs.design import Design
+from designer.errors import DesignError
+from designer.networks.build import build_model, dense_design, design_layers, validate
+
+BACKENDS = ("reference", "decomposed", "taichi", "auto")  # auto: each layer its fastest (models.layers.autotune)
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def resolve_backends(name: str) -> list[str]:
+    if name == "all":
+        return list(BACKENDS)
+    if name not in BACKENDS:
+        raise DesignError(f"unknown backend {name!r} (choose one of {', '.join(BACKENDS)}, all)", "--backend")
+    return [name]
+
+
+def step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, mode: str) -> Callable[[], None]:
+    if mode == "infer":
+        model.eval()
+
+        def infer():
+            with torch.inference_mode():
+                model(x)
+        return infer
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+
+    def train():
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x), target).backward()
+    return train
+
+
+def inputs(design: Design, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    info = dataset_info(design.network.dataset)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, info.in_channels, info.input_size, info.input_size, generator=g)
+    return x, torch.randint(0, info.num_classes, (batch_size,), generator=g)
+
+
+def _faster_layout(timings: dict, name: str) -> dict:
+    """The timing of `name` in its faster layout, with both layouts' medians; its error if a layout failed."""
+    for lay in LAYOUTS:
+        if "error" in timings[name, lay]:
+            return {"error": f"{timings[name, lay]['error']} ({lay})"}
+    layout = min(LAYOUTS, key=lambda lay: timings[name, lay]["median_ms"])
+    return {**timings[name, layout], "layout": layout,
+            **{f"{lay}_ms": timings[name, lay]["median_ms"] for lay in LAYOUTS}}
+
+
+def bench_design(design: Design, backends: list[str], config: BenchConfig,
+                 progress: Callable[[str, float], None] | None = None) -> dict:
+    """Whole-network latency of `design` per backend and of its dense network, one run.
+
+    Every candidate, dense included, runs in NCHW and in channels-last and is
+    judged by its faster layout. A backend that cannot be built or run gets
+    {"error": ...}; DesignError when the dense network itself cannot run.
+    """
+    design, config = validate(design), check_config(config)
+    progress = progress or (lambda what, fraction: None)
+    x, target = inputs(design, config.batch_size)
+    weights = build_model(design).state_dict()
+    dense_net = dense_design(design.network, design.padfree)
+    result: dict = {"batch_size": config.batch_size, "threads": torch.get_num_threads(), "mode": config.mode,
+                    **machine_load(), "backends": {}}
+    calls = {}
+    for name in ["dense", *backends]:
+        for layout, memory_format in LAYOUTS.items():
+            try:
+                if name == "dense":
+                    model = build_model(dense_net)
+                else:
+                    model = build_model(design, backend=name)
+                    model.load_state_dict(weights)
+            except (ValueError, ImportError, RuntimeError) as err:
+                result["backends"][name] = {"error": first_line(err)}
+                break
+            model = model.to(memory_format=memory_format)
+            calls[name, layout] = step(model, x.contiguous(memory_format=memory_format), target, config.mode)
+    timings = time_interleaved(calls, config, progress)
+    passes = 3 if config.mode == "train" else 1  # a training step: forward, input and weight gradients
+    dense_flops = count_design(dense_net, "macs").flops
+    design_flops = count_design(design, "macs").flops
+    result["flop_ratio"] = dense_flops / max(design_flops, 1)
+    dense = result["dense"] = _faster_layout(timings, "dense")
+    if "error" in dense:
+        raise DesignError(f"the dense network cannot run a {config.mode} step at batch {config.batch_size}: "
+                          f"{dense['error']}", "bench")
+    dense["gflops"] = 2 * passes * dense_flops * config.batch_size / dense["median_ms"] / 1e6
+    for name in backends:
+        if name in result["backends"]:
+            continue  # it could not be built
+        timing = result["backends"][name] = _faster_layout(timings, name)
+        if "error" in timing:
+            continue
+        timing["speedup_vs_dense"] = dense["median_ms"] / timing["median_ms"]
+        timing["cpu_speedup_vs_dense"] = dense["cpu_ms"] / timing["cpu_ms"]
+        timing["gflops"] = 2 * passes * design_flops * config.batch_size / timing["median_ms"] / 1e6
+    result["backends"] = {name: result["backends"][name] for name in backends}
+    progress("done", 1.0)
+    return result
+
+
+def bench_layers(design: Design, backend: str, config: BenchConfig, names: list[str] | None = None) -> list[dict]:
+    """Latency of each convolution alone (the design's module vs the dense network's conv), same input size.
+
+    `names` restricts it to those convolutions (all by default). A layer that cannot be built or run gets
+    its "error" (every layer, when the backend cannot build the network), so a caller keeps what it has.
+    """
+    design, config = validate(design), check_config(config)
+    layers = [(layer, choice) for layer, choice in zip(design_layers(design), design.layers)
+              if names is None or layer.name in names]
+    try:
+        dense_modules = dict(build_model(dense_design(design.network, design.padfree)).named_modules())
+        modules = dict(build_model(design, backend=backend).named_modules())
+    except (ValueError, ImportError, RuntimeError) as err:
+        return [{"name": layer.name, "kind": choice.kind, "error": first_line(err)} for layer, choice in layers]
+    rows = []
+    for layer, choice in layers:
+        x = torch.randn(config.batch_size, layer.spec.in_channels, *layer.in_size)
+        x.requires_grad_(config.mode == "train")
+        timings = time_interleaved({label: module_step(module, x, config.mode) for label, module in
+                                    (("dense", dense_modules[layer.name]), ("design", modules[layer.name]))},
+                                   config)
+        row = {"name": layer.name, "kind": choice.kind}
+        failed = [t["error"] for t in timings.values() if "error" in t]
+        if failed:
+            rows.append({**row, "error": failed[0]})
+            continue
+        for label in ("dense", "design"):
+            t = timings[label]
+            row.update({f"{label}_ms": t["median_ms"], f"{label}_min_ms": t["min_ms"],
+                        f"{label}_max_ms": t["max_ms"], f"{label}_spread": t["spread"]})
+        row["speedup_vs_dense"] = row["dense_ms"] / row["design_ms"]
+        rows.append(row)
+    return rows
+
+
+def module_step(module: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
+    """One call of a layer alone: an inference forward, or forward + backward of out.sum()
+    (the input's gradient too when x requires grad)."""
+    if mode == "infer":
+        def infer():
+            with torch.inference_mode():
+                module(x)
+        return infer
+
+    def train():
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        module(x).sum().backward()
+    return train

@@ -1,0 +1,235 @@
+"""The CLI's shared parts: argparse types with ranges, the model options, and turning them into a design.
+
+Every command that builds a network takes the same model options
+(add_model_options) and reads them with design_from_args.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from designer.designs.datasets import DATASETS
+from designer.designs.design import (
+    MAX_DEPTH,
+    MAX_JSON_BYTES,
+    Design,
+    LayerChoice,
+    Network,
+    check_prune_rate,
+    loads_design,
+)
+from designer.designs.shapes import ASK_PRESETS
+from designer.errors import DesignError, shown
+from designer.networks.build import build_model, dense_design, design_layers, validate
+from designer.networks.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
+from designer.networks.variants import REARRANGE
+from designer.networks.weights import read_weights
+
+HOME_HELP = "workspace folder (default ./workspace or $KERNEL_STUDIO_HOME)"
+MAX_WIDTH = 4096  # HetConv's P and 1xN's N: above any network's channel count (each layer checks it divides)
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2."""
+
+    def error(self, message):
+        raise DesignError(message, self.prog)
+
+
+def int_in(low: int, high: int, what: str = "it", hint: str = ""):
+    """An argparse type: an integer in low..high, refused at parse time with the range in the message."""
+    def parse(text: str) -> int:
+        allowed = f"an integer in {low}..{high}{hint}"
+        try:
+            value = int(text)
+        except ValueError:  # not a number, or past Python's int-to-str digit limit
+            raise argparse.ArgumentTypeError(f"{what} must be {allowed}, got {shown(text)}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {low} ({allowed}), got {shown(value)}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{what} must be at most {high} ({allowed}), got {shown(value)}")
+        return value
+    return parse
+
+
+def number_in(low: float, what: str = "it"):
+    """An argparse type: a finite number at least `low` (nan and inf refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= low):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number at least {low:g}, got {shown(text)}")
+        return value
+    return parse
+
+
+def prune_rate(text: str) -> float:
+    """An argparse type for --prune-rate: design.check_prune_rate's range, at parse time."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"prune_rate must be a fraction in [0, 1), got {shown(text)}") from None
+    try:
+        check_prune_rate(value, "--prune-rate")
+    except DesignError:
+        raise argparse.ArgumentTypeError(f"prune_rate must be in [0, 1), got {shown(value)}") from None
+    return value
+
+
+def input_file(text: str) -> str:
+    """An argparse type: a file to read; an empty path is refused, not taken as the option left out."""
+    if not text:
+        raise argparse.ArgumentTypeError("needs a file path, got an empty one")
+    return text
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model options")
+    group.add_argument("--arch", help="vgg (default), resnet (ASK aliases vgg_any, resnet_any), vgg_hetconv, "
+                                      "resnet_proj, mobilenetv2, mobilenetv3")
+    depths = ": VGG 11/13/16/19, ResNet 6n+2, MobileNets 0"
+    group.add_argument("--depth", type=int_in(0, MAX_DEPTH, "the depth", depths), default=None,
+                       help=f"VGG 11/13/16/19 (default 16); ResNet 6n+2 up to {MAX_DEPTH} (default 20); "
+                            f"MobileNets fixed (0)")
+    group.add_argument("--dataset", choices=sorted(DATASETS), help="default cifar10")
+    shapes = group.add_mutually_exclusive_group()
+    shapes.add_argument("--anycfg", metavar="PRESET", help=f"ASK preset on every 3x3 conv: {', '.join(ASK_PRESETS)}")
+    shapes.add_argument("--cfglist", type=input_file, metavar="FILE",
+                        help="ASK cfglist (JSON or the ASK README's Python list)")
+    group.add_argument("--hetconv", type=int_in(1, MAX_WIDTH, "P"), metavar="P",
+                       help="HetConv with part P on every 3x3 conv but the first")
+    group.add_argument("--block-n", type=int_in(1, MAX_WIDTH, "N"), metavar="N",
+                       help="1xN pruning: blocks of N output channels")
+    group.add_argument("--prune-rate", type=prune_rate, metavar="R",
+                       help="1xN pruning: fraction of blocks pruned per layer, in [0, 1)")
+    group.add_argument("--rearrange", nargs="?", const="paper", choices=REARRANGE,
+                       help="1xN pruning: sort filters by L1 norm first, on the layers lmbxmu/1xN sorts (paper, "
+                            "the default: on MobileNets the expansion and final convs) or on all")
+    lowrank = group.add_mutually_exclusive_group()
+    lowrank.add_argument("--lowrank-ratio", type=number_in(1, "the speed-up ratio"), metavar="R",
+                         help="accnn: ranks for an R-fold conv speed-up, from the weights (--checkpoint or fresh)")
+    lowrank.add_argument("--lowrank-config", type=input_file, metavar="FILE",
+                         help="accnn config JSON: {conv_params: {layer: rank}}")
+    group.add_argument("--padfree", action="store_true",
+                       help="hybrid stem + padding-free downsampling (mobilenetv2, mobilenetv3, resnet_proj)")
+    group.add_argument("--design", type=input_file, metavar="FILE", help="a design JSON; replaces the options above")
+    group.add_argument("--checkpoint", type=input_file, metavar="FILE", help="weights to load")
+
+
+DEFAULT_DEPTH = {"vgg": 16, "vgg_any": 16, "resnet": 20, "resnet_any": 20, "vgg_hetconv": 16, "resnet_proj": 20,
+                 "mobilenetv2": 0, "mobilenetv3": 0}
+
+
+# What --design replaces: given together, one of them would be silently ignored.
+DESIGN_REPLACES = ("--arch", "--depth", "--dataset", "--anycfg", "--cfglist", "--hetconv", "--block-n",
+                   "--prune-rate", "--rearrange", "--lowrank-ratio", "--lowrank-config", "--padfree")
+
+
+def read_text(path: str, what: str, limit: int = MAX_JSON_BYTES) -> str:
+    """A text file of at most `limit` bytes, read no further than that (`--design /dev/zero` is refused)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+    except OSError as err:
+        raise DesignError(f"cannot read {what}: {err.strerror}", path) from None
+    if len(data) > limit:
+        raise DesignError(f"{what} is larger than the limit of {limit} bytes", path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DesignError(f"{what} is not UTF-8 text", path) from None
+
+
+def design_from_args(args) -> Design:
+    """The design the model options describe."""
+    if args.design is not None:
+        given = [option for option in DESIGN_REPLACES if getattr(args, option[2:].replace("-", "_")) not in
+                 (None, False)]
+        if given:
+            raise DesignError(f"{given[0]} would be ignored: the design file replaces the model options (put the "
+                              f"choice in the design, or leave --design out)", "--design")
+        return loads_design(read_text(args.design, "the design"), args.design)
+    arch = "vgg" if args.arch is None else args.arch
+    depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(arch, 16)
+    base = dense_design(Network(arch, depth, "cifar10" if args.dataset is None else args.dataset), args.padfree)
+    if args.cfglist is not None:
+        design = design_from_cfglist(base.network, parse_cfglist_text(read_text(args.cfglist, "the cfglist"),
+                                                                     args.cfglist), args.cfglist, args.padfree)
+    elif args.anycfg is not None:
+        preset = LayerChoice.preset(args.anycfg, "--anycfg")
+        covered = set(cfglist_layers(base.network, args.padfree))
+        design = base.with_layers(preset if i in covered else layer for i, layer in enumerate(base.layers))
+    else:
+        design = base
+    return apply_variant_options(design, args)
+
+
+def apply_variant_options(design: Design, args) -> Design:
+    """HetConv, 1xN and low-rank options on their default layers (designer.networks.variants)."""
+    from designer.networks import lowrank, variants
+    layers = design_layers(design)
+    if args.hetconv is not None:
+        design = variants.apply_to(design, {i: LayerChoice.hetconv(args.hetconv)
+                                            for i in variants.hetconv_layers(layers)}, "--hetconv")
+    if (args.block_n is None) != (args.prune_rate is None) or (args.rearrange and args.block_n is None):
+        raise DesignError("1xN pruning needs both --block-n N and --prune-rate R (--rearrange is optional)",
+                          "--block-n")
+    if args.block_n is not None:
+        design = variants.apply_to(design, variants.pruning_choices(design, args.block_n, args.prune_rate,
+                                                                    args.rearrange), "--block-n")
+    if args.lowrank_config is not None:
+        design = lowrank.design_from_config(design, read_text(args.lowrank_config, "the accnn config"),
+                                            args.lowrank_config)
+    if args.lowrank_ratio is not None:
+        indices = [i for i in variants.lowrank_layers(layers) if design.layers[i].kind == "dense"]
+        design = lowrank.lowrank_design(design, indices, dense_weights_model(design, args.checkpoint),
+                                        args.lowrank_ratio)
+    return validate(design)
+
+
+def dense_weights_model(design: Design, checkpoint: str | None) -> torch.nn.Module:
+    """The dense network whose weights choose the ranks: the checkpoint's, else a seeded fresh init."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(dense_design(design.network, design.padfree))
+    if checkpoint is not None:
+        load_weights(model, checkpoint)
+    return model
+
+
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """Load our checkpoint (a state_dict, or a dict holding one; designer.networks.weights reads it) exactly."""
+    state = read_weights(path).state_dict
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise DesignError(f"the weights do not fit the design: {first[:200]}", path) from None
+
+
+def load_file(path: str, what: str):
+    """torch.load(weights_only=True) of a file that is not weights (an input tensor, an ASK checkpoint)."""
+    if not Path(path).is_file():
+        raise DesignError("no such file", path)
+    if Path(path).stat().st_size == 0:
+        raise DesignError("the file is empty", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt files
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        raise DesignError(f"not a readable {what} ({type(err).__name__}{': ' if reason else ''}{reason[:120]})",
+                          path) from None
+
+
+def check_output_path(path: str, option: str) -> None:
+    """An output file name whose folder exists and that is not a folder itself: refused before any work."""
+    if not path or path.endswith(("/", os.sep)) or Path(path).is_dir():
+        raise DesignError(f"needs a file name, got {shown(path) if path else 'an empty path'}", option)
+    if not Path(path).resolve().parent.is_dir():
+        raise DesignError(f"the folder {shown(str(Path(path).parent))} does not exist", option)

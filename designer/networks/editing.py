@@ -1,0 +1,508 @@
+"""Editing a design: pure functions the app (and scripts) use to change one.
+
+Everything here takes a Design and returns a new one (designs are frozen),
+or describes one in words; nothing here draws or imports Streamlit. The app
+keeps an undo History of designs; a failed edit raises DesignError naming
+the layer and the problem and leaves the design as it was.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from designer.designs.design import DENSE, Design, LayerChoice, Network, design_from_json, load_json_text
+from designer.designs.shapes import ASK_PRESETS, KERNEL_SIZES, KernelShape, preset_shapes, tap_number, tap_position
+from designer.errors import DesignError
+from designer.networks.build import ConvLayer, check_layer_fits, check_network, dense_design, design_layers, validate
+from designer.networks.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
+from models import canonical_arch, list_models, padfree_archs, supports_padfree
+from models.layers.lowrank import max_rank
+from models.vgg import VGG_CHANNELS
+
+HISTORY_LIMIT = 100
+
+
+# --- changing layers ---------------------------------------------------------------------------
+
+def set_choice(design: Design, indices, choice: LayerChoice) -> Design:
+    """The design with `choice` on the layers at `indices` (0-based), validated.
+
+    DesignError (naming the first layer it does not fit) if the choice cannot
+    replace one of them; the design passed in is untouched either way.
+    """
+    indices = sorted(set(indices))
+    if not indices:
+        raise DesignError("select at least one layer first", "selection")
+    n = len(design.layers)
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise DesignError(f"layer {bad[0] + 1} does not exist (the network has {n} convolutions)", "selection")
+    layers = list(design.layers)
+    for i in indices:
+        layers[i] = choice
+    return validate(design.with_layers(layers))
+
+
+def apply_preset(design: Design, indices, name: str) -> Design:
+    """An ASK preset (or 'dense') on the layers at `indices`."""
+    return set_choice(design, indices, DENSE if name == "dense" else LayerChoice.preset(name))
+
+
+def apply_preset_to_3x3(design: Design, name: str) -> Design:
+    """A preset on every full 3x3 convolution (what `--anycfg` does); other layers keep their choice."""
+    return apply_preset(design, cfglist_layers(design.network, design.padfree), name)
+
+
+def apply_blocksparse(design: Design, indices, block_n: int, rate: float, rearrange: bool) -> Design:
+    """1xN pruning on the layers at `indices`; with `rearrange`, filters are sorted on the layers the
+    original sorts (designer.networks.variants.rearranged_layers), the others get the plain block mask."""
+    from designer.networks.variants import rearranged_layers
+
+    pruned = set_choice(design, indices, LayerChoice.blocksparse(block_n, rate))
+    if not rearrange:
+        return pruned
+    sort = set(indices) & set(rearranged_layers(design.network.arch, design_layers(design)))
+    return pruned.with_layers(LayerChoice.blocksparse(block_n, rate, True) if i in sort else choice
+                              for i, choice in enumerate(pruned.layers))
+
+
+def change_network(design: Design, network: Network) -> Design:
+    """The design on another network (architecture, depth or data set), keeping every layer choice that fits."""
+    return carry_over(design, network, design.padfree and supports_padfree(network.arch))[0]
+
+
+def set_padfree(design: Design, on: bool) -> Design:
+    """The padding-free switch, keeping every layer choice that still fits (see carry_over)."""
+    if on and not supports_padfree(design.network.arch):
+        raise DesignError(f"padding-free downsampling is defined for {', '.join(padfree_archs())}, not "
+                          f"{design.network.arch}", "padfree")
+    return carry_over(design, design.network, on)[0]
+
+
+def carry_over(design: Design, network: Network, padfree: bool) -> tuple[Design, list[str]]:
+    """`design`'s layer choices on (network, padfree), matched by module path, and why any were dropped.
+
+    A choice is kept where the new network has a convolution of the same name and the same shape that
+    can take it (a data-set change keeps them all but, with another number of classes, the classifier's);
+    every other convolution starts dense. The notes name each dropped choice and the reason.
+    """
+    new = dense_design(network, padfree)
+    if design.layers and new.network == design.network and padfree == design.padfree:
+        return design, []
+    old = {c.name: (c, choice) for c, choice in zip(design_layers(design), design.layers)}
+    layers, notes = list(new.layers), []
+    for conv in design_layers(new):
+        before = old.pop(conv.name, None)
+        if before is None or before[1].kind == "dense":
+            continue
+        old_conv, choice = before
+        if old_conv.spec != conv.spec:
+            notes.append(f"{conv.name}: {describe_choice(choice)} dropped, the convolution changed "
+                         f"({_shape(old_conv)} -> {_shape(conv)})")
+            continue
+        try:
+            check_layer_fits(choice, conv, conv.name)
+        except DesignError as err:
+            notes.append(f"{conv.name}: {describe_choice(choice)} dropped, {err.message}")
+            continue
+        layers[conv.index] = choice
+    notes += [f"{name}: {describe_choice(choice)} dropped, the new network has no such convolution"
+              for name, (_conv, choice) in old.items() if choice.kind != "dense"]
+    return validate(new.with_layers(layers)), notes
+
+
+def _shape(conv: ConvLayer) -> str:
+    s = conv.spec
+    groups = f", {s.groups} groups" if s.groups > 1 else ""
+    return f"{s.in_channels}->{s.out_channels}, {s.kernel_size}x{s.kernel_size}, stride {s.stride}, pad {s.pad}{groups}"
+
+
+def hetconv_parts(design: Design, indices) -> list[int]:
+    """HetConv parts P that fit every selected layer: P divides its input and output channels (3x3 convs)."""
+    convs = design_layers(design)
+    layers = [convs[i] for i in indices]
+    if not layers or any(c.spec.kernel_size != 3 or c.spec.groups != 1 for c in layers):
+        return []
+    top = min(min(c.spec.in_channels, c.spec.out_channels) for c in layers)
+    return [p for p in range(2, top + 1)
+            if all(c.spec.in_channels % p == 0 and c.spec.out_channels % p == 0 for c in layers)]
+
+
+def block_sizes(design: Design, indices) -> list[int]:
+    """1xN block sizes N that divide the output channels of every selected (full) layer."""
+    convs = design_layers(design)
+    layers = [convs[i] for i in indices]
+    if not layers or any(c.spec.groups != 1 for c in layers):
+        return []
+    top = min(c.spec.out_channels for c in layers)
+    return [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= top and all(c.spec.out_channels % n == 0 for c in layers)]
+
+
+def lowrank_targets(design: Design, indices, rank: int) -> tuple[list[int], list[str]]:
+    """The selected layers a fixed low-rank `rank` is applied to, and why the others stay as they are: a
+    layer whose factor pair would cost at least the dense conv's MACs stays dense (designer.networks.lowrank)."""
+    from designer.networks.lowrank import why_not_lowrank
+
+    keep, notes = [], []
+    convs = design_layers(design)
+    for i in sorted(set(indices)):
+        why = why_not_lowrank(convs[i], rank)
+        if why:
+            notes.append(f"layer {i + 1} stays as it is: {why}")
+        else:
+            keep.append(i)
+    return keep, notes
+
+
+def max_rank_of(design: Design, indices) -> int:
+    """The largest low-rank rank every selected layer takes (min over layers of min(C*kh, N*kw))."""
+    convs = design_layers(design)
+    return min((max_rank(convs[i].spec.in_channels, convs[i].spec.out_channels, convs[i].spec.kernel_size)
+                for i in indices), default=0)
+
+
+ARCH_ORDER = ("vgg", "resnet", "resnet_proj", "mobilenetv2", "mobilenetv3")
+
+
+def arch_choices() -> list[str]:
+    """The registered architectures, the ASK paper's first."""
+    order = {name: i for i, name in enumerate(ARCH_ORDER)}
+    return sorted(list_models(), key=lambda a: (order.get(a, len(order)), a))
+
+
+RESNET_DEPTHS = [20, 32, 44, 56, 110]
+
+
+@lru_cache(maxsize=32)
+def depth_choices(arch: str) -> list[int]:
+    """Depths a picker offers for `arch` (any other valid depth works from JSON and the CLI)."""
+    arch = canonical_arch(arch)
+    if arch.startswith("vgg"):
+        return sorted(VGG_CHANNELS)
+    candidates = RESNET_DEPTHS if arch.startswith("resnet") else [0, 16, 20]
+    valid = []
+    for depth in candidates:
+        try:
+            check_network(Network(arch, depth))
+        except DesignError:
+            continue
+        valid.append(depth)
+    return valid or [Network().depth]
+
+
+def default_depth(arch: str) -> int:
+    choices = depth_choices(arch)
+    return 16 if 16 in choices else choices[0]
+
+
+def has_depth(arch: str) -> bool:
+    """Whether the family comes in several depths (the MobileNets have one fixed depth)."""
+    return depth_choices(arch) != [0]
+
+
+def full_kxk_layers(design: Design) -> list[int]:
+    """Convolutions ASK shapes can take: full (ungrouped) k x k, k > 1, padded 'same'."""
+    fits = []
+    for conv in design_layers(design):
+        if conv.spec.kernel_size == 1:
+            continue
+        try:
+            check_layer_fits(LayerChoice.ask((KernelShape.full(conv.spec.kernel_size),)), conv, conv.name)
+        except DesignError:
+            continue
+        fits.append(conv.index)
+    return fits
+
+
+def ask_targets(design: Design, indices, k: int = 3) -> tuple[list[int], list[str]]:
+    """The selected layers k x k ASK shapes can replace, and a note on the others (1x1, depthwise or other
+    kernel sizes, padding-free downsampling), which stay as they are."""
+    fits = set(full_kxk_layers(design))
+    convs = design_layers(design)
+    keep = [i for i in sorted(set(indices)) if i in fits and convs[i].spec.kernel_size == k]
+    left = len(set(indices)) - len(keep)
+    notes = [f"{left} selected layer{'s' if left != 1 else ''} cannot take {k}x{k} shapes (1x1, depthwise, another "
+             f"kernel size or a padding-free downsampling) and stay{'s' if left == 1 else ''} as "
+             f"{'it is' if left == 1 else 'they are'}"] if left else []
+    return keep, notes
+
+
+def layers_matching(design: Design, pattern: str) -> list[int]:
+    """Convolutions whose module path matches a shell-style pattern (`*` any text, e.g. `*.stage2.*`);
+    a pattern without wildcards matches as a substring."""
+    pattern = pattern.strip()
+    if not pattern:
+        raise DesignError("type a name pattern first, e.g. *conv2* or features.1*", "pattern")
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
+    return [c.index for c in design_layers(design) if fnmatch.fnmatchcase(c.name, pattern)]
+
+
+def hetconv_targets(design: Design, indices) -> tuple[list[int], list[str]]:
+    """The selected layers HetConv is applied to, and why the others are left out: the first conv stays
+    plain, as in the HetConv paper's VGG (3 input channels); HetConv replaces full 3x3 convolutions only."""
+    keep, not_3x3, notes = [], [], []
+    convs = design_layers(design)
+    for i in sorted(set(indices)):
+        spec = convs[i].spec
+        if spec.role == "first":
+            notes.append(f"layer {i + 1} ({convs[i].name}) stays as it is: HetConv keeps the first convolution "
+                         f"plain, as the paper does")
+        elif spec.kernel_size != 3 or spec.groups != 1:
+            not_3x3.append(i)
+        else:
+            keep.append(i)
+    if not_3x3:
+        notes.append(f"{len(not_3x3)} selected layer{'s are' if len(not_3x3) > 1 else ' is'} not a full 3x3 "
+                     f"convolution (1x1, depthwise or grouped) and stay{'s' if len(not_3x3) == 1 else ''} as "
+                     f"{'they are' if len(not_3x3) > 1 else 'it is'}")
+    return keep, notes
+
+
+# --- drawing shapes ----------------------------------------------------------------------------
+
+def toggle_tap(shape: KernelShape, tap: int) -> KernelShape:
+    """The shape with `tap` switched; DesignError if that would leave it empty."""
+    if not 1 <= tap <= shape.k * shape.k:
+        raise DesignError(f"tap {tap} is out of range 1..{shape.k * shape.k}", "shape")
+    if tap in shape.taps:
+        if len(shape.taps) == 1:
+            raise DesignError("a shape needs at least one active tap (remove the shape instead)", "shape")
+        return KernelShape(tuple(t for t in shape.taps if t != tap), shape.k)
+    return KernelShape(tuple(sorted((*shape.taps, tap))), shape.k)
+
+
+def resize_shape(shape: KernelShape, k: int) -> KernelShape:
+    """The shape on a k x k grid, centred; taps that fall outside are dropped (the centre if none is left)."""
+    if k not in KERNEL_SIZES:
+        raise DesignError(f"kernel size {k!r} is not supported (choose one of {KERNEL_SIZES})", "shape")
+    offset = (k - shape.k) // 2
+    taps = []
+    for tap in shape.taps:
+        r, c = tap_position(tap, shape.k)
+        r, c = r + offset, c + offset
+        if 0 <= r < k and 0 <= c < k:
+            taps.append(tap_number(r, c, k))
+    if not taps:
+        taps = [tap_number(k // 2, k // 2, k)]
+    return KernelShape(tuple(sorted(taps)), k)
+
+
+def shapes_of(choice: LayerChoice, k: int = 3) -> tuple[KernelShape, ...]:
+    """The shapes a choice draws as: its own for ASK, the full kernel otherwise."""
+    if choice.kind == "ask" and choice.shapes:
+        return tuple(choice.shapes)
+    return (KernelShape.full(k),)
+
+
+def channel_split(out_channels: int, n_shapes: int) -> list[int] | None:
+    """Output channels per shape (equal split, ASK semantics), or None when they do not divide."""
+    if n_shapes < 1 or out_channels % n_shapes:
+        return None
+    return [out_channels // n_shapes] * n_shapes
+
+
+# --- naming ------------------------------------------------------------------------------------
+
+def preset_name(choice: LayerChoice) -> str | None:
+    """'dense', the ASK preset this choice is exactly, or None."""
+    if choice.kind == "dense":
+        return "dense"
+    if choice.kind != "ask":
+        return None
+    taps = [tuple(s.taps) for s in choice.shapes]
+    if any(s.k != 3 for s in choice.shapes):
+        return None
+    for name, shapes in ASK_PRESETS.items():
+        if taps == [tuple(s) for s in shapes]:
+            return name
+    return None
+
+
+def describe_choice(choice: LayerChoice) -> str:
+    """A short label: 'dense', 'ASK_5a', 'ASK 3x3, 2 shapes (5,5 taps)', 'HetConv P=4', '1x16 pruned 50%',
+    'low-rank r=9'."""
+    name = preset_name(choice)
+    if name is not None:
+        return name
+    if choice.kind == "ask":
+        k = choice.shapes[0].k
+        sizes = ",".join(str(len(s)) for s in choice.shapes)
+        n = len(choice.shapes)
+        return f"ASK {k}x{k}, {n} shape{'s' if n > 1 else ''} ({sizes} taps)"
+    if choice.kind == "hetconv":
+        return f"HetConv P={choice.part}"
+    if choice.kind == "blocksparse":
+        return (f"1x{choice.block_n} pruned {choice.prune_rate:.0%}"
+                + (", rearranged" if choice.rearrange else ""))
+    if choice.kind == "lowrank":
+        return f"low-rank r={choice.rank}"
+    return choice.kind
+
+
+def uniform_preset(design: Design) -> str | None:
+    """The preset on every full 3x3 conv with every other conv dense ('dense' for the dense network), or None."""
+    covered = set(cfglist_layers(design.network, design.padfree))
+    names = {preset_name(choice) for i, choice in enumerate(design.layers) if i in covered}
+    others = {preset_name(choice) for i, choice in enumerate(design.layers) if i not in covered}
+    if len(names) != 1 or None in names or others - {"dense"}:
+        return None
+    return names.pop()
+
+
+def summarize(design: Design) -> str:
+    """One line: 'VGG-16 on cifar10: ASK_5a x10, ASK_2 x3' (runs of equal choices, in order)."""
+    net = design.network
+    runs: list[list] = []
+    for choice in design.layers:
+        label = describe_choice(choice)
+        if runs and runs[-1][0] == label:
+            runs[-1][1] += 1
+        else:
+            runs.append([label, 1])
+    body = ", ".join(f"{label} x{n}" for label, n in runs) if runs else "no layers"
+    pad = ", padding-free" if design.padfree else ""
+    return f"{network_label(net)} on {net.dataset}: {body}{pad}"
+
+
+ARCH_LABELS = {"vgg": "VGG", "resnet": "ResNet", "resnet_proj": "ResNet (proj.)", "mobilenetv2": "MobileNetV2",
+               "mobilenetv3": "MobileNetV3-large", "vgg_hetconv": "VGG (HetConv)"}
+
+
+def network_label(network: Network) -> str:
+    label = ARCH_LABELS.get(network.arch, network.arch)
+    return f"{label}-{network.depth}" if has_depth(network.arch) else label
+
+
+# --- import ------------------------------------------------------------------------------------
+
+def import_text(text: str | bytes, network: Network, where: str = "import", padfree: bool = False) -> Design:
+    """A design from pasted or uploaded text: a Kernel Studio design JSON (any network) or an
+    ASK cfglist (JSON or the ASK README's Python list) for `network`. DesignError when bad."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DesignError("the file is not UTF-8 text", where) from None
+    stripped = text.strip()
+    if not stripped:
+        raise DesignError("nothing to import: paste a design JSON or an ASK cfglist", where)
+    if stripped.startswith("{"):
+        raw = load_json_text(stripped, where)
+        if isinstance(raw, dict) and not ("network" in raw or "layers" in raw or "format" in raw):
+            raise DesignError("a JSON object must be a Kernel Studio design (with 'network' and 'layers'); "
+                              "a cfglist is a list", where)
+        return validate(design_from_json(raw))
+    return design_from_cfglist(network, parse_cfglist_text(stripped, where), where, padfree)
+
+
+# --- undo --------------------------------------------------------------------------------------
+
+@dataclass
+class History:
+    """Past designs for undo (and the undone ones for redo), bounded."""
+
+    past: list = field(default_factory=list)
+    future: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    limit: int = HISTORY_LIMIT
+
+    def record(self, before: Design, label: str = "edit") -> None:
+        """Call before replacing `before` with a new design."""
+        self.past.append(before)
+        self.labels.append(label)
+        if len(self.past) > self.limit:
+            del self.past[0], self.labels[0]
+        self.future.clear()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.past)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self.future)
+
+    def last_label(self) -> str | None:
+        return self.labels[-1] if self.labels else None
+
+    def undo(self, current: Design) -> Design:
+        if not self.past:
+            raise DesignError("nothing to undo", "undo")
+        self.future.append((current, self.labels.pop()))
+        return self.past.pop()
+
+    def redo(self, current: Design) -> Design:
+        if not self.future:
+            raise DesignError("nothing to redo", "redo")
+        design, label = self.future.pop()
+        self.past.append(current)
+        self.labels.append(label)
+        return design
+
+
+def preset_pictures(name: str) -> list[str]:
+    """Text pictures of a preset's shapes (for captions)."""
+    return [s.picture() for s in preset_shapes(name)]
+
+
+def lowrank_by_ratio(design: Design, indices, ratio: float, seed: int = 0, weights: dict | None = None) -> Design:
+    """accnn rank selection for a speed-up `ratio` on the selected layers, from the SVD of their dense weights.
+
+    `weights`: a dense state_dict of the network (designer.networks.weights.dense_weights_of makes one from any run);
+    without it, freshly initialised (seeded) weights, whose ranks differ from a trained network's although
+    the budget holds either way.
+    """
+    import torch
+
+    from designer.networks.build import build_model
+    from designer.networks.lowrank import lowrank_design
+    from designer.networks.weights import load_dense_weights
+
+    indices = sorted(set(indices))
+    if not indices:
+        raise DesignError("select at least one layer first", "selection")
+    if not ratio > 1:
+        raise DesignError(f"the speed-up ratio must be above 1, got {ratio}", "low-rank ratio")
+    convs = design_layers(design)
+    bad = [convs[i].name for i in indices if convs[i].spec.groups != 1]
+    if bad:
+        raise DesignError(f"low-rank needs full convolutions; {bad[0]} is grouped", "low-rank ratio")
+    base = design.with_layers(DENSE if i in indices else c for i, c in enumerate(design.layers))
+    if weights is None:
+        torch.manual_seed(seed)
+        model = build_model(base)
+    else:
+        dense = dense_design(design.network, design.padfree)
+        model = build_model(dense)
+        load_dense_weights(model, dense, weights, "weights")
+    with torch.no_grad():
+        return validate(lowrank_design(base, indices, model, ratio))
+
+
+# --- deriving a design from a trained network ---------------------------------------------------
+
+DERIVATIONS = {  # how -> what it does (the papers' defaults)
+    "1xN": "1x16 blocks pruned 50% (masks from the weights' L1 norms) on every full conv but the first and the "
+           "classifier, as lmbxmu/1xN",
+    "low-rank": "accnn ranks for a 2x speed-up (SVD of the weights) on every full conv but the classifier",
+    "ASK_5a": "ASK_5a on every full 3x3 conv (the ASK paper's preset)",
+}
+
+
+def derive_design(base: Design, how: str, weights: dict | None = None) -> Design:
+    """A design of `base`'s network made from a trained one: the classic next step after training dense.
+    `weights` (a dense state_dict) feed the low-rank SVD; the 1xN masks come from the weights the run
+    starts from when it is built."""
+    from designer.networks.variants import lowrank_layers, pruning_layers
+
+    if how not in DERIVATIONS:
+        raise DesignError(f"unknown derivation {how!r} (choose one of {', '.join(DERIVATIONS)})", "derive")
+    dense = dense_design(base.network, base.padfree)
+    convs = design_layers(dense)
+    if how == "ASK_5a":
+        return apply_preset_to_3x3(dense, "ASK_5a")
+    if how == "1xN":
+        return set_choice(dense, pruning_layers(convs, 16), LayerChoice.blocksparse(16, 0.5))
+    return lowrank_by_ratio(dense, lowrank_layers(convs), 2.0, weights=weights)
