@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.layers.factory import ConvFactory, ConvSpec, dense_conv
-from models.layers.padfree import ConvBlock, StemBlock, activation, downsample_padding
+from models.layers.padfree import Classifier, ConvBlock, StemBlock, activation, downsample_padding
 from models.registry import register_model
 
 CIFAR_STRIDES = [1, 1, 2, 2, 2]
@@ -39,12 +38,12 @@ V3_LARGE = dict(
 class SEUnit(nn.Module):
     """Squeeze-excite (BSConv): pool, 1x1 (C -> C/4, bias), ReLU, 1x1 (C/4 -> C, bias), h-sigmoid, scale."""
 
-    def __init__(self, channels: int, conv_factory: ConvFactory):
+    def __init__(self, channels: int):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.conv1 = conv_factory(ConvSpec(channels, channels // 4, 1, bias=True, role="se"))
+        self.conv1 = nn.Conv2d(channels, channels // 4, 1, bias=True)
         self.activation1 = activation("relu")
-        self.conv2 = conv_factory(ConvSpec(channels // 4, channels, 1, bias=True, role="se"))
+        self.conv2 = nn.Conv2d(channels // 4, channels, 1, bias=True)
         self.activation2 = activation("hsigmoid")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,16 +52,15 @@ class SEUnit(nn.Module):
 
 class LinearBottleneck(nn.Module):
     def __init__(self, in_channels: int, mid: int, out_channels: int, stride: int, act: str, kernel_size: int,
-                 use_se: bool, conv_factory: ConvFactory, padfree: bool):
+                 use_se: bool, padfree: bool):
         super().__init__()
         self.use_res_skip = in_channels == out_channels and stride == 1
-        self.conv1 = ConvBlock(ConvSpec(in_channels, mid, 1, role="pointwise"), conv_factory, act)
+        self.conv1 = ConvBlock(in_channels, mid, 1, act=act)
         downsample = padfree and stride == 2
         pad = downsample_padding(kernel_size) if downsample else kernel_size // 2
-        self.conv2 = ConvBlock(ConvSpec(mid, mid, kernel_size, stride, pad, groups=mid, role="depthwise"),
-                               conv_factory, act, pool_branch=downsample)
-        self.se_unit = SEUnit(mid, conv_factory) if use_se else None
-        self.conv3 = ConvBlock(ConvSpec(mid, out_channels, 1, role="pointwise"), conv_factory, None)
+        self.conv2 = ConvBlock(mid, mid, kernel_size, stride, pad, groups=mid, act=act, pool_branch=downsample)
+        self.se_unit = SEUnit(mid) if use_se else None
+        self.conv3 = ConvBlock(mid, out_channels, 1, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(self.conv1(x))
@@ -72,26 +70,16 @@ class LinearBottleneck(nn.Module):
         return y + x if self.use_res_skip else y
 
 
-class Classifier(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, conv_factory: ConvFactory):
-        super().__init__()
-        self.conv = conv_factory(ConvSpec(in_channels, num_classes, 1, bias=True, role="classifier"))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.conv(x), 1)
-
-
 class MobileNet(nn.Module):
-    def __init__(self, cfg: dict, num_classes: int = 10, conv_factory: ConvFactory = dense_conv,
-                 in_channels: int = 3, padfree: bool = False):
+    def __init__(self, cfg: dict, num_classes: int = 10, in_channels: int = 3, padfree: bool = False):
         super().__init__()
         self.backbone = nn.Sequential()
         self.backbone.add_module("data_bn", nn.BatchNorm2d(in_channels))
         width = cfg["init"]
         if padfree:
-            stem = StemBlock(in_channels, width, conv_factory, cfg["act"], residual=False)
+            stem = StemBlock(in_channels, width, cfg["act"], residual=False)
         else:
-            stem = ConvBlock(ConvSpec(in_channels, width, 3, role="first"), conv_factory, cfg["act"])
+            stem = ConvBlock(in_channels, width, 3, act=cfg["act"])
         self.backbone.add_module("init_conv", stem)
         for s, stage_channels in enumerate(cfg["channels"]):
             stage = nn.Sequential()
@@ -99,20 +87,18 @@ class MobileNet(nn.Module):
                 use_se = bool(cfg["se"] and cfg["se"][s][u])
                 stage.add_module(f"unit{u + 1}", LinearBottleneck(
                     width, cfg["mid"][s][u], out, CIFAR_STRIDES[s] if u == 0 else 1, cfg["acts"][s],
-                    cfg["kernels"][s], use_se, conv_factory, padfree))
+                    cfg["kernels"][s], use_se, padfree))
                 width = out
             self.backbone.add_module(f"stage{s + 1}", stage)
-        self.backbone.add_module("final_conv", ConvBlock(ConvSpec(width, cfg["final"], 1, role="pointwise"),
-                                                         conv_factory, cfg["act"]))
+        self.backbone.add_module("final_conv", ConvBlock(width, cfg["final"], 1, act=cfg["act"]))
         self.backbone.add_module("global_pool", nn.AdaptiveAvgPool2d(1))
-        self.classifier = Classifier(cfg["final"], num_classes, conv_factory)
+        self.classifier = Classifier(cfg["final"], num_classes)
         for m in self.backbone.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        if isinstance(self.classifier.conv, nn.Conv2d):
-            nn.init.xavier_normal_(self.classifier.conv.weight)
+        nn.init.xavier_normal_(self.classifier.conv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.backbone(x))
@@ -123,13 +109,13 @@ def _fixed_depth(name: str, depth: int) -> None:
         raise ValueError(f"{name} has a fixed depth: give depth 0 (or leave --depth out), got {depth}")
 
 
-@register_model("mobilenetv2", padfree=True)
+@register_model("mobilenetv2", label="MobileNetV2", any_input_size=True, padfree=True)
 def mobilenetv2(depth: int = 0, **kwargs) -> MobileNet:
     _fixed_depth("mobilenetv2", depth)
     return MobileNet(V2, **kwargs)
 
 
-@register_model("mobilenetv3", padfree=True)
+@register_model("mobilenetv3", label="MobileNetV3-large", any_input_size=True, padfree=True)
 def mobilenetv3(depth: int = 0, **kwargs) -> MobileNet:
     _fixed_depth("mobilenetv3", depth)
     return MobileNet(V3_LARGE, **kwargs)

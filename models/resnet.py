@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.layers.factory import ConvFactory, ConvSpec, dense_conv
 from models.registry import register_model
+
+RESNET_DEPTHS = (20, 32, 44, 56, 110)  # the depths the app offers; any 6n+2 builds
 
 
 def pad_shortcut(x: torch.Tensor, out_channels: int) -> torch.Tensor:
@@ -25,12 +26,12 @@ def pad_shortcut(x: torch.Tensor, out_channels: int) -> torch.Tensor:
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, conv_factory: ConvFactory):
+    def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
-        self.conv1 = conv_factory(ConvSpec(in_planes, planes, 3, stride=stride))
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv_factory(ConvSpec(planes, planes, 3))
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = stride != 1 or in_planes != planes
         self.planes = planes
@@ -43,13 +44,12 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, depth: int = 20, num_classes: int = 10, conv_factory: ConvFactory = dense_conv,
-                 in_channels: int = 3):
+    def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, ...), got {depth}")
         n = (depth - 2) // 6
-        self.conv1 = conv_factory(ConvSpec(in_channels, 16, 3, role="first"))
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
         planes_in = 16
@@ -57,7 +57,7 @@ class ResNet(nn.Module):
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
             blocks = []
             for i in range(n):
-                blocks.append(BasicBlock(planes_in, planes, stride if i == 0 else 1, conv_factory))
+                blocks.append(BasicBlock(planes_in, planes, stride if i == 0 else 1))
                 planes_in = planes
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
@@ -78,6 +78,6 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-@register_model("resnet")
+@register_model("resnet", label="ResNet", depths=RESNET_DEPTHS, default_depth=20, aliases=("resnet_any",))
 def resnet(depth: int = 20, **kwargs) -> ResNet:
     return ResNet(depth=depth, **kwargs)

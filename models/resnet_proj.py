@@ -15,34 +15,32 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.layers.factory import ConvFactory, ConvSpec, dense_conv
-from models.layers.padfree import ConvBlock, StemBlock
-from models.mobilenet import Classifier
+from models.layers.padfree import Classifier, ConvBlock, StemBlock
 from models.registry import register_model
+from models.resnet import RESNET_DEPTHS
 
 
-def projection(in_channels: int, out_channels: int, stride: int, conv_factory: ConvFactory,
-               padfree: bool) -> nn.Module:
+def projection(in_channels: int, out_channels: int, stride: int, padfree: bool) -> nn.Module:
     if padfree and stride == 2:
         return nn.Sequential(
-            conv_factory(ConvSpec(in_channels, in_channels, 3, 2, 0, groups=in_channels, role="depthwise")),
+            nn.Conv2d(in_channels, in_channels, 3, 2, 0, groups=in_channels, bias=False),
             nn.BatchNorm2d(in_channels),
-            conv_factory(ConvSpec(in_channels, out_channels, 1, role="shortcut")),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         )
-    return ConvBlock(ConvSpec(in_channels, out_channels, 1, stride, role="shortcut"), conv_factory, None)
+    return ConvBlock(in_channels, out_channels, 1, stride, act=None)
 
 
 class StandardUnit(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int, conv_factory: ConvFactory, padfree: bool):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, padfree: bool):
         super().__init__()
         self.projection = None
         if in_channels != out_channels or stride != 1:
-            self.projection = projection(in_channels, out_channels, stride, conv_factory, padfree)
+            self.projection = projection(in_channels, out_channels, stride, padfree)
         downsample = padfree and stride == 2
-        self.conv1 = ConvBlock(ConvSpec(in_channels, out_channels, 3, stride, 0 if downsample else 1),
-                               conv_factory, "relu", pool_branch=downsample)
-        self.conv2 = ConvBlock(ConvSpec(out_channels, out_channels, 3), conv_factory, None)
+        self.conv1 = ConvBlock(in_channels, out_channels, 3, stride, 0 if downsample else 1, act="relu",
+                               pool_branch=downsample)
+        self.conv2 = ConvBlock(out_channels, out_channels, 3, act=None)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,8 +49,7 @@ class StandardUnit(nn.Module):
 
 
 class ResNetProj(nn.Module):
-    def __init__(self, depth: int = 20, num_classes: int = 10, conv_factory: ConvFactory = dense_conv,
-                 in_channels: int = 3, padfree: bool = False):
+    def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3, padfree: bool = False):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, ...), got {depth}")
@@ -60,30 +57,30 @@ class ResNetProj(nn.Module):
         self.backbone = nn.Sequential()
         self.backbone.add_module("data_bn", nn.BatchNorm2d(in_channels))
         if padfree:
-            init = StemBlock(in_channels, 16, conv_factory, "relu", residual=True)
+            init = StemBlock(in_channels, 16, "relu", residual=True)
         else:
-            init = ConvBlock(ConvSpec(in_channels, 16, 3, role="first"), conv_factory, "relu")
+            init = ConvBlock(in_channels, 16, 3, act="relu")
         self.backbone.add_module("init_unit", init)
         width = 16
         for s, channels in enumerate((16, 32, 64)):
             stage = nn.Sequential()
             for u in range(n):
                 stride = 2 if u == 0 and s > 0 else 1
-                stage.add_module(f"unit{u + 1}", StandardUnit(width, channels, stride, conv_factory, padfree))
+                stage.add_module(f"unit{u + 1}", StandardUnit(width, channels, stride, padfree))
                 width = channels
             self.backbone.add_module(f"stage{s + 1}", stage)
         self.backbone.add_module("global_pool", nn.AdaptiveAvgPool2d(1))
-        self.classifier = Classifier(width, num_classes, conv_factory)
+        self.classifier = Classifier(width, num_classes)
         for m in self.backbone.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight)
-        if isinstance(self.classifier.conv, nn.Conv2d):
-            nn.init.xavier_normal_(self.classifier.conv.weight)
+        nn.init.xavier_normal_(self.classifier.conv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.backbone(x))
 
 
-@register_model("resnet_proj", padfree=True)
+@register_model("resnet_proj", label="ResNet (proj.)", depths=RESNET_DEPTHS, default_depth=20,
+                any_input_size=True, padfree=True)
 def resnet_proj(depth: int = 20, **kwargs) -> ResNetProj:
     return ResNetProj(depth=depth, **kwargs)

@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.layers.factory import ConvFactory, ConvSpec, dense_conv
 from models.registry import register_model
 
 VGG_CHANNELS = {
@@ -23,7 +22,7 @@ VGG_CHANNELS = {
 }
 
 
-def make_features(depth: int, conv_factory: ConvFactory, in_channels: int = 3, first_bias: bool = False,
+def make_features(depth: int, in_channels: int = 3, first_bias: bool = False,
                   final_pool: bool = False) -> tuple[list[nn.Module], int]:
     """conv3x3 -> BN -> ReLU per channel entry, MaxPool2d(2, 2) per 'M'; and the last width.
 
@@ -38,18 +37,16 @@ def make_features(depth: int, conv_factory: ConvFactory, in_channels: int = 3, f
         if v == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             continue
-        first = not layers
-        spec = ConvSpec(channels, v, 3, bias=first and first_bias, role="first" if first else "conv")
-        layers += [conv_factory(spec), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+        conv = nn.Conv2d(channels, v, 3, padding=1, bias=first_bias and not layers)
+        layers += [conv, nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
         channels = v
     return layers, channels
 
 
 class VGG(nn.Module):
-    def __init__(self, depth: int = 16, num_classes: int = 10, conv_factory: ConvFactory = dense_conv,
-                 in_channels: int = 3):
+    def __init__(self, depth: int = 16, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        layers, channels = make_features(depth, conv_factory, in_channels)
+        layers, channels = make_features(depth, in_channels)
         self.feature = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Linear(channels, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Linear(512, num_classes)
@@ -76,6 +73,6 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-@register_model("vgg")
+@register_model("vgg", label="VGG", depths=tuple(VGG_CHANNELS), default_depth=16, aliases=("vgg_any",))
 def vgg(depth: int = 16, **kwargs) -> VGG:
     return VGG(depth=depth, **kwargs)

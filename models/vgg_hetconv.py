@@ -12,16 +12,14 @@ import math
 import torch
 import torch.nn as nn
 
-from models.layers.factory import ConvFactory, dense_conv
 from models.registry import register_model
-from models.vgg import make_features
+from models.vgg import VGG_CHANNELS, make_features
 
 
 class VGGHet(nn.Module):
-    def __init__(self, depth: int = 16, num_classes: int = 10, conv_factory: ConvFactory = dense_conv,
-                 in_channels: int = 3):
+    def __init__(self, depth: int = 16, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        layers, channels = make_features(depth, conv_factory, in_channels, first_bias=True, final_pool=True)
+        layers, channels = make_features(depth, in_channels, first_bias=True, final_pool=True)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Linear(channels, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Linear(512, num_classes)
@@ -39,6 +37,6 @@ class VGGHet(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-@register_model("vgg_hetconv")
+@register_model("vgg_hetconv", label="VGG (HetConv)", depths=tuple(VGG_CHANNELS), default_depth=16)
 def vgg_hetconv(depth: int = 16, **kwargs) -> VGGHet:
     return VGGHet(depth=depth, **kwargs)

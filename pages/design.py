@@ -7,14 +7,15 @@ import streamlit as st
 
 from designer.analysis.tables import cost_name, layer_table, totals
 from designer.designs.datasets import DATASETS
-from designer.designs.design import DENSE, LayerChoice, Network
+from designer.designs.design import Network
+from designer.designs.kinds import DENSE, LayerChoice
 from designer.designs.shapes import ASK_PRESETS, preset_shapes
 from designer.errors import DesignError
 from designer.networks import editing
 from designer.networks.build import design_layers
 from designer.networks.cfglist import design_to_cfglist
 from designer.networks.weights import dense_start_weights
-from models import supports_padfree
+from models import model_info, supports_padfree
 from pages import state
 
 d = state.design()
@@ -70,7 +71,7 @@ state.sync_widget("net_depth", net.depth)
 state.sync_widget("net_dataset", net.dataset)
 c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
 c1.selectbox("Architecture", editing.arch_choices(), key="net_arch", on_change=_change_network,
-             format_func=lambda a: editing.ARCH_LABELS.get(a, a))
+             format_func=lambda a: model_info(a).label)
 fixed_depth = not editing.has_depth(net.arch)
 c2.selectbox("Depth", editing.depth_choices(net.arch), key="net_depth", on_change=_change_network,
              disabled=fixed_depth, format_func=lambda v: "fixed" if fixed_depth else str(v),
@@ -210,7 +211,7 @@ else:
     couts = sorted({convs[i].spec.out_channels for i in selection})
     tab_draw, tab_preset, tab_het, tab_1xn, tab_lowrank, tab_dense = st.tabs(
         ["Draw shapes", "ASK preset", "HetConv", "1xN pruning", "Low-rank", "Dense"])
-    ks = {convs[i].spec.kernel_size for i in selection}
+    ks = {convs[i].spec.k for i in selection}
     full = all(convs[i].spec.groups == 1 for i in selection)
 
     with tab_draw:

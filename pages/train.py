@@ -11,10 +11,10 @@ import hashlib
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from designer.designs.datasets import DATASETS, dataset_info
-from designer.designs.design import Network, design_from_json
+from designer.designs.datasets import DATASETS
+from designer.designs.design import design_from_json
 from designer.errors import DesignError
-from designer.networks.editing import change_network, summarize
+from designer.networks.editing import change_network, summarize, with_dataset
 from designer.networks.weights import read_weights
 from designer.networks.weights import same_network as same_network_as
 from designer.runs import jobs
@@ -42,8 +42,7 @@ START_LABELS = {"fresh": "fresh weights", "run": "a finished run of this network
 
 state.keep("train_data", default_data, data_options)
 data = st.session_state.train_data
-target = d if data in (SYNTHETIC, d.network.dataset) else change_network(
-    d, Network(d.network.arch, d.network.depth, data))
+target = d if data in (SYNTHETIC, d.network.dataset) else change_network(d, with_dataset(d.network, data))
 same_network = [r for r in jobs.list_runs() if r["status"] == "finished"
                 and same_network_as(target, design_from_json(r["design"]))]
 start_runs = [r["id"] for r in same_network]
@@ -83,8 +82,8 @@ with c3:
                          key="train_upload", max_upload_size=500)
 
 if data not in (SYNTHETIC, d.network.dataset):
-    classes = dataset_info(data).num_classes
-    same = classes == dataset_info(d.network.dataset).num_classes
+    classes = target.network.num_classes
+    same = classes == d.network.num_classes
     st.caption(f"The design is for {d.network.dataset}; this run trains it on {data} "
                + ("(the same network: same convolutions, same classes)." if same else
                   f"(same convolutions; the classifier gets {classes} classes)."))

@@ -20,7 +20,8 @@ from designer.analysis.counting import CONVENTIONS, count_design
 from designer.bench.latency import bench_layers
 from designer.bench.timing import BenchConfig
 from designer.designs.datasets import dataset_info
-from designer.designs.design import Design, LayerChoice, Network
+from designer.designs.design import Design, Network
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks.build import build_model, check_layer_fits, check_network, dense_design, design_layers
 from designer.networks.lowrank import lowrank_saves
@@ -130,13 +131,13 @@ def test_every_network_takes_the_kinds_its_convolutions_allow(arch, padfree):
     """A kind leaves the sweep for a network only when none of its convs can take it: say which."""
     taken = {kind for kind in KIND_CHOICES if any(c.kind == kind for c in kind_design(arch, padfree, kind).layers)}
     full_3x3_same = [layer for layer in design_layers(kind_design(arch, padfree, "dense"))
-                     if layer.spec.groups == 1 and layer.spec.kernel_size == 3 and layer.spec.pad == 1]
+                     if layer.spec.groups == 1 and layer.spec.k == 3 and layer.spec.padding[0] == 1]
     assert {"blocksparse", "lowrank"} <= taken  # every network has full convs
     assert ("ask" in taken) == bool(full_3x3_same)
 
 
 def test_ask_shapes_must_have_the_size_of_the_kernel_they_replace():
     pointwise = design_layers(dense_design(Network("mobilenetv2", 0)))[1]
-    assert pointwise.spec.kernel_size == 1
-    with pytest.raises(DesignError, match="3x3 ASK shapes cannot replace the 1x1"):
+    assert pointwise.spec.k == 1
+    with pytest.raises(DesignError, match="ASK shapes are 3x3, 5x5, 7x7; this conv is 1x1"):
         check_layer_fits(LayerChoice.preset("ASK_4a"), pointwise, pointwise.name)

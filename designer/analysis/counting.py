@@ -27,9 +27,10 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 
-from designer.designs.datasets import dataset_info
-from designer.designs.design import Design
-from designer.networks.build import build_model
+from designer.designs.design import Design, Network
+from designer.designs.kinds import KINDS
+from designer.networks.build import design_layers, validate
+from designer.networks.sources import plain_network, resolve
 
 CONVENTIONS = ("macs", "ask", "bsconv")
 
@@ -40,7 +41,7 @@ POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 @dataclass(frozen=True)
 class LayerCount:
     name: str
-    kind: str  # conv | linear | bn | act | pool | other
+    kind: str  # conv | linear | attention | bn | act | pool | other
     params: int
     flops: int
 
@@ -62,6 +63,8 @@ def kind_of(module: nn.Module) -> str | None:
         return "conv"
     if isinstance(module, nn.Linear):
         return "linear"
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention"
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return "bn"
     if isinstance(module, ACTIVATIONS):
@@ -95,9 +98,12 @@ def module_flops(convention: str, module: nn.Module, kind: str, x: torch.Tensor,
     if kind == "conv":
         flops = _spatial(y) * active_weights(module)
         return flops if convention == "macs" else flops + _bias_flops(module, y)
-    if kind == "linear":
-        flops = module.in_features * module.out_features
+    if kind == "linear":  # once per token: a (1, tokens, in) input (transformers, ConvNeXt's NHWC MLPs) costs tokens x
+        flops = module.in_features * module.out_features * (y[0].numel() // module.out_features)
         return flops if convention == "macs" else flops + _bias_flops(module, y)
+    if kind == "attention":  # nn.MultiheadAttention (batch_first or not): in- and out-projections, QK^T and AV
+        tokens, embed = (x.shape[1], x.shape[2]) if module.batch_first else (x.shape[0], x.shape[2])
+        return tokens * embed * embed * 4 + 2 * tokens * tokens * embed
     if convention == "macs":
         return None
     if kind == "bn":
@@ -157,10 +163,37 @@ def _params(module: nn.Module, convention: str) -> int:
     return sum(p.numel() for p in module.parameters() if convention != "bsconv" or p.requires_grad)
 
 
+@lru_cache(maxsize=64)
+def count_network(network: Network, padfree: bool, convention: str) -> Count:
+    """The plain network's count, traced once (cached): the base every design of it is counted from."""
+    model = plain_network(network, padfree, device="meta")
+    return count_model(model, convention, (1, *resolve(network, padfree).input_shape))
+
+
 @lru_cache(maxsize=256)
 def count_design(design: Design, convention: str = "macs") -> Count:
-    """Params and FLOPs of a design per image, under `convention` (cached)."""
-    info = dataset_info(design.network.dataset)
-    with torch.device("meta"):
-        model = build_model(design)
-    return count_model(model, convention, (1, info.in_channels, info.input_size, info.input_size))
+    """Params and FLOPs of a design per image, under `convention` (cached).
+
+    The plain network is traced once; each convolution the design changes is then counted by its kind's
+    rule (designer.designs.kinds: the conv parts it runs and their active weights), so an edit costs no
+    trace. tests/designer/analysis check the rule against a trace of the built design.
+    """
+    design = validate(design)
+    base = count_network(design.network, design.padfree, convention)
+    changed = {layer.name: (layer, choice) for layer, choice in zip(design_layers(design), design.layers)
+               if choice.kind != "dense"}
+    if not changed:
+        return base
+    params, layers = base.params, []
+    for entry in base.layers:
+        if entry.name not in changed:
+            layers.append(entry)
+            continue
+        layer, choice = changed[entry.name]
+        params -= entry.params
+        for part in KINDS[choice.kind].parts(layer.spec, layer.in_size, layer.out_size, choice):
+            bias = part.out_channels if part.bias else 0
+            flops = part.weights * part.out_pixels + (bias * part.out_pixels if convention != "macs" else 0)
+            layers.append(LayerCount(entry.name + part.suffix, "conv", part.weights + bias, flops))
+            params += part.weights + bias
+    return Count(convention, params, sum(layer.flops for layer in layers), tuple(layers))

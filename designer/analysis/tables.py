@@ -76,9 +76,9 @@ def layer_table(design: Design, convention: str = "macs") -> list[dict]:
             "layer": conv.name,
             "Cin": spec.in_channels,
             "Cout": spec.out_channels,
-            "kernel": f"{spec.kernel_size}x{spec.kernel_size}" + (f" g{spec.groups}" if spec.groups > 1 else ""),
+            "kernel": f"{spec.kernel[0]}x{spec.kernel[1]}" + (f" g{spec.groups}" if spec.groups > 1 else ""),
             "size": f"{conv.in_size[0]}x{conv.in_size[1]}",
-            "stride": spec.stride,
+            "stride": spec.stride[0] if spec.stride[0] == spec.stride[1] else f"{spec.stride[0]}x{spec.stride[1]}",
             "choice": describe_choice(choice),
             "params": params,
             "FLOPs": flops,
@@ -117,7 +117,7 @@ def layer_comparison(design: Design, convention: str = "macs") -> list[dict]:
 
 def kernel_label(spec) -> str:
     """'3x3', '1x1', '5x5 depthwise' or '3x3 g4': what a convolution's kernel is."""
-    size = f"{spec.kernel_size}x{spec.kernel_size}"
+    size = f"{spec.kernel[0]}x{spec.kernel[1]}"
     if spec.groups == 1:
         return size
     return f"{size} depthwise" if spec.is_depthwise else f"{size} g{spec.groups}"
@@ -125,8 +125,8 @@ def kernel_label(spec) -> str:
 
 def _usage(grids: list[list[list[int]]]) -> list[list[float]]:
     """The share of output channels using each tap, the channels split equally among the grids (ASK)."""
-    k = len(grids[0])
-    return [[sum(g[r][c] for g in grids) / len(grids) for c in range(k)] for r in range(k)]
+    rows, cols = len(grids[0]), len(grids[0][0])
+    return [[sum(g[r][c] for g in grids) / len(grids) for c in range(cols)] for r in range(rows)]
 
 
 def tap_usage(design: Design) -> list[dict]:
@@ -143,13 +143,13 @@ def tap_usage(design: Design) -> list[dict]:
         if choice.kind == "ask":
             entry["shapes"] = [[[int(on) for on in row] for row in shape.mask()] for shape in choice.shapes]
         elif choice.kind == "dense":
-            k = conv.spec.kernel_size
-            entry["shapes"] = [[[1] * k for _ in range(k)]]
+            kh, kw = conv.spec.kernel
+            entry["shapes"] = [[[1] * kw for _ in range(kh)]]
         if entry["shapes"]:
             entry.update(k=len(entry["shapes"][0]), usage=_usage(entry["shapes"]),
                          channels=conv.spec.out_channels // len(entry["shapes"]))
         else:
-            entry["k"] = conv.spec.kernel_size
+            entry["k"] = conv.spec.kernel[0]
         out.append(entry)
     return out
 

@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from designer.analysis.counting import count_design
 from designer.bench.timing import BenchConfig, check_config, first_line, machine_load, time_interleaved
-from designer.designs.datasets import dataset_info
 from designer.designs.design import Design
 from designer.errors import DesignError
 from designer.networks.build import build_model, dense_design, design_layers, validate
@@ -49,10 +48,10 @@ def step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, mode: str) -> 
 
 
 def inputs(design: Design, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    info = dataset_info(design.network.dataset)
+    network = validate(design).network
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, info.in_channels, info.input_size, info.input_size, generator=g)
-    return x, torch.randint(0, info.num_classes, (batch_size,), generator=g)
+    x = torch.randn(batch_size, *network.input_shape, generator=g)
+    return x, torch.randint(0, network.num_classes, (batch_size,), generator=g)
 
 
 def _faster_layout(timings: dict, name: str) -> dict:

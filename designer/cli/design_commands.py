@@ -5,7 +5,6 @@ import torch
 
 from designer.analysis.counting import CONVENTIONS, count_design
 from designer.cli.options import HOME_HELP, add_model_options, design_from_args, input_file, load_file, load_weights
-from designer.designs.datasets import dataset_info
 from designer.designs.design import Design
 from designer.errors import DesignError
 from designer.networks.build import build_model, dense_design, design_layers, validate
@@ -53,8 +52,7 @@ def cmd_infer(args) -> dict:
 def check_input(x, design: Design, where: str) -> torch.Tensor:
     """A real floating-point (N, C, H, W) or (C, H, W) tensor of the design's input size; a complex or integer
     one is refused, not cast."""
-    info = dataset_info(design.network.dataset)
-    expected = (info.in_channels, info.input_size, info.input_size)
+    expected = validate(design).network.input_shape
     if not isinstance(x, torch.Tensor):
         raise DesignError(f"expected a tensor, got {type(x).__name__}", where)
     if not x.is_floating_point():
@@ -62,7 +60,7 @@ def check_input(x, design: Design, where: str) -> torch.Tensor:
                           f"cast silently)", where)
     if x.dim() not in (3, 4) or tuple(x.shape[-3:]) != expected:
         raise DesignError(f"expected a tensor of shape (N, {', '.join(map(str, expected))}) or {expected} for "
-                          f"{design.network.dataset}, got {tuple(x.shape)}", where)
+                          f"this network, got {tuple(x.shape)}", where)
     return x
 
 

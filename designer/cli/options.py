@@ -13,21 +13,16 @@ from pathlib import Path
 import torch
 
 from designer.designs.datasets import DATASETS
-from designer.designs.design import (
-    MAX_DEPTH,
-    MAX_JSON_BYTES,
-    Design,
-    LayerChoice,
-    Network,
-    check_prune_rate,
-    loads_design,
-)
+from designer.designs.design import MAX_CLASSES, MAX_DEPTH, MAX_INPUT, MAX_JSON_BYTES, Design, loads_design
+from designer.designs.kinds import LayerChoice, check_prune_rate
 from designer.designs.shapes import ASK_PRESETS
 from designer.errors import DesignError, shown
 from designer.networks.build import build_model, dense_design, design_layers, validate
 from designer.networks.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
+from designer.networks.sources import network_from_options
 from designer.networks.variants import REARRANGE
 from designer.networks.weights import read_weights
+from models import list_models, padfree_archs
 
 HOME_HELP = "workspace folder (default ./workspace or $KERNEL_STUDIO_HOME)"
 MAX_WIDTH = 4096  # HetConv's P and 1xN's N: above any network's channel count (each layer checks it divides)
@@ -89,17 +84,45 @@ def input_file(text: str) -> str:
     return text
 
 
+def input_size(text: str) -> tuple[int, int, int]:
+    """An argparse type for --input-size: N (3 x N x N) or CxHxW."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = [3, values[0], values[0]]
+    if len(values) != 3 or not all(1 <= v <= MAX_INPUT for v in values):
+        raise argparse.ArgumentTypeError(f"the input size must be N or CxHxW with numbers in 1..{MAX_INPUT}, "
+                                         f"got {shown(text)}")
+    return tuple(values)
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model options")
-    group.add_argument("--arch", help="vgg (default), resnet (ASK aliases vgg_any, resnet_any), vgg_hetconv, "
-                                      "resnet_proj, mobilenetv2, mobilenetv3")
+    group.add_argument("--arch", help=f"a paper family: {', '.join(list_models())} (ASK aliases vgg_any, "
+                                      f"resnet_any); torchvision:NAME (any torchvision classification model); or "
+                                      f"package.module:callable (your own nn.Module)")
+    group.add_argument("--arch-kwargs", metavar="JSON", help="keyword arguments for the torchvision builder or your "
+                                                             "callable, e.g. '{\"width\": 2}'")
     depths = ": VGG 11/13/16/19, ResNet 6n+2, MobileNets 0"
     group.add_argument("--depth", type=int_in(0, MAX_DEPTH, "the depth", depths), default=None,
-                       help=f"VGG 11/13/16/19 (default 16); ResNet 6n+2 up to {MAX_DEPTH} (default 20); "
-                            f"MobileNets fixed (0)")
-    group.add_argument("--dataset", choices=sorted(DATASETS), help="default cifar10")
+                       help=f"paper families: VGG 11/13/16/19 (default 16); ResNet 6n+2 up to {MAX_DEPTH} "
+                            f"(default 20); MobileNets fixed (0)")
+    group.add_argument("--dataset", choices=list(DATASETS),
+                       help="default cifar10 for the paper families, image-folder for the others")
+    group.add_argument("--num-classes", type=int_in(1, MAX_CLASSES, "the number of classes"), metavar="N",
+                       help="classes of the network (default: the data set's; 1000 for torchvision)")
+    group.add_argument("--input-size", type=input_size, metavar="N|CxHxW",
+                       help="input of the network (default: 3x32x32 for the paper families, torchvision's own "
+                            "size, 3x224x224 for your callable)")
+    group.add_argument("--layers", metavar="PATTERN",
+                       help="restrict --anycfg, --hetconv, 1xN and low-rank to the convs whose module path matches "
+                            "(shell-style, e.g. 'layer3.*.conv2'; without wildcards a substring)")
     shapes = group.add_mutually_exclusive_group()
-    shapes.add_argument("--anycfg", metavar="PRESET", help=f"ASK preset on every 3x3 conv: {', '.join(ASK_PRESETS)}")
+    shapes.add_argument("--anycfg", metavar="PRESET",
+                        help=f"ASK preset on every eligible 3x3 conv: {', '.join(ASK_PRESETS)}")
     shapes.add_argument("--cfglist", type=input_file, metavar="FILE",
                         help="ASK cfglist (JSON or the ASK README's Python list)")
     group.add_argument("--hetconv", type=int_in(1, MAX_WIDTH, "P"), metavar="P",
@@ -117,18 +140,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     lowrank.add_argument("--lowrank-config", type=input_file, metavar="FILE",
                          help="accnn config JSON: {conv_params: {layer: rank}}")
     group.add_argument("--padfree", action="store_true",
-                       help="hybrid stem + padding-free downsampling (mobilenetv2, mobilenetv3, resnet_proj)")
+                       help=f"hybrid stem + padding-free downsampling ({', '.join(padfree_archs())})")
     group.add_argument("--design", type=input_file, metavar="FILE", help="a design JSON; replaces the options above")
-    group.add_argument("--checkpoint", type=input_file, metavar="FILE", help="weights to load")
-
-
-DEFAULT_DEPTH = {"vgg": 16, "vgg_any": 16, "resnet": 20, "resnet_any": 20, "vgg_hetconv": 16, "resnet_proj": 20,
-                 "mobilenetv2": 0, "mobilenetv3": 0}
+    group.add_argument("--checkpoint", type=input_file, metavar="FILE",
+                       help="weights to load: a run checkpoint, a state_dict of this design, or a plain state_dict "
+                            "of the original network (torchvision's, or your model's)")
 
 
 # What --design replaces: given together, one of them would be silently ignored.
-DESIGN_REPLACES = ("--arch", "--depth", "--dataset", "--anycfg", "--cfglist", "--hetconv", "--block-n",
-                   "--prune-rate", "--rearrange", "--lowrank-ratio", "--lowrank-config", "--padfree")
+DESIGN_REPLACES = ("--arch", "--arch-kwargs", "--depth", "--dataset", "--num-classes", "--input-size", "--layers",
+                   "--anycfg", "--cfglist", "--hetconv", "--block-n", "--prune-rate", "--rearrange", "--lowrank-ratio",
+                   "--lowrank-config", "--padfree")
 
 
 def read_text(path: str, what: str, limit: int = MAX_JSON_BYTES) -> str:
@@ -154,40 +176,58 @@ def design_from_args(args) -> Design:
         if given:
             raise DesignError(f"{given[0]} would be ignored: the design file replaces the model options (put the "
                               f"choice in the design, or leave --design out)", "--design")
-        return loads_design(read_text(args.design, "the design"), args.design)
-    arch = "vgg" if args.arch is None else args.arch
-    depth = args.depth if args.depth is not None else DEFAULT_DEPTH.get(arch, 16)
-    base = dense_design(Network(arch, depth, "cifar10" if args.dataset is None else args.dataset), args.padfree)
+        return validate(loads_design(read_text(args.design, "the design"), args.design))
+    network = network_from_options("vgg" if args.arch is None else args.arch, args.depth, args.dataset, args.num_classes, args.input_size,
+                                   args.arch_kwargs)
+    base = dense_design(network, args.padfree)
+    if args.layers is not None and args.cfglist is not None:
+        raise DesignError("a cfglist lists every 3x3 conv in order; --layers does not apply to it", "--layers")
     if args.cfglist is not None:
         design = design_from_cfglist(base.network, parse_cfglist_text(read_text(args.cfglist, "the cfglist"),
                                                                      args.cfglist), args.cfglist, args.padfree)
     elif args.anycfg is not None:
         preset = LayerChoice.preset(args.anycfg, "--anycfg")
-        covered = set(cfglist_layers(base.network, args.padfree))
+        covered = restricted(set(cfglist_layers(base.network, args.padfree)), base, args)
         design = base.with_layers(preset if i in covered else layer for i, layer in enumerate(base.layers))
     else:
         design = base
     return apply_variant_options(design, args)
 
 
+def restricted(indices, design: Design, args) -> set[int]:
+    """`indices` narrowed to the convs --layers matches (all of them without --layers)."""
+    if args.layers is None:
+        return set(indices)
+    from designer.networks.variants import matching_layers
+    matched = matching_layers(design_layers(design), args.layers)
+    if not matched:
+        names = [c.name for c in design_layers(design)]
+        raise DesignError(f"{shown(args.layers)} matches no convolution of this network (its convs are named like "
+                          f"{', '.join(names[:3])}, ...)", "--layers")
+    return set(indices) & set(matched)
+
+
 def apply_variant_options(design: Design, args) -> Design:
-    """HetConv, 1xN and low-rank options on their default layers (designer.networks.variants)."""
+    """HetConv, 1xN and low-rank options on their default layers (designer.networks.variants), narrowed by
+    --layers."""
     from designer.networks import lowrank, variants
     layers = design_layers(design)
     if args.hetconv is not None:
-        design = variants.apply_to(design, {i: LayerChoice.hetconv(args.hetconv)
-                                            for i in variants.hetconv_layers(layers)}, "--hetconv")
+        chosen = restricted(variants.hetconv_layers(layers, args.hetconv), design, args)
+        design = variants.apply_to(design, {i: LayerChoice.hetconv(args.hetconv) for i in chosen}, "--hetconv")
     if (args.block_n is None) != (args.prune_rate is None) or (args.rearrange and args.block_n is None):
         raise DesignError("1xN pruning needs both --block-n N and --prune-rate R (--rearrange is optional)",
                           "--block-n")
     if args.block_n is not None:
-        design = variants.apply_to(design, variants.pruning_choices(design, args.block_n, args.prune_rate,
-                                                                    args.rearrange), "--block-n")
+        choices = variants.pruning_choices(design, args.block_n, args.prune_rate, args.rearrange)
+        chosen = restricted(choices, design, args)
+        design = variants.apply_to(design, {i: c for i, c in choices.items() if i in chosen}, "--block-n")
     if args.lowrank_config is not None:
         design = lowrank.design_from_config(design, read_text(args.lowrank_config, "the accnn config"),
                                             args.lowrank_config)
     if args.lowrank_ratio is not None:
-        indices = [i for i in variants.lowrank_layers(layers) if design.layers[i].kind == "dense"]
+        indices = [i for i in sorted(restricted(variants.lowrank_layers(layers), design, args))
+                   if design.layers[i].kind == "dense"]
         design = lowrank.lowrank_design(design, indices, dense_weights_model(design, args.checkpoint),
                                         args.lowrank_ratio)
     return validate(design)

@@ -1,8 +1,14 @@
 """Designs: a network and, for every convolution in forward order, its kernel choice.
 
 A design is plain data with a versioned JSON form. Validation against the
-network (number of layers, channel splits) lives in designer.networks.build, which
-knows the network's convolutions; this module checks the data itself.
+network (number of layers, what each convolution can take) lives in
+designer.networks.build, which knows the network's convolutions; this module
+checks the data itself. Each layer kind's fields are read by its entry in
+designer.designs.kinds.
+
+Version 2 records where the network comes from (a paper family, torchvision,
+or a user's entry point), its keyword arguments, input shape and number of
+classes; version 1 files (arch, depth, dataset) still read.
 """
 from __future__ import annotations
 
@@ -13,81 +19,64 @@ import sys
 from dataclasses import dataclass, field
 
 from designer.designs.datasets import dataset_info
-from designer.designs.shapes import KernelShape, preset_shapes, validate_taps
+from designer.designs.kinds import KINDS, WHY_NOT_BOTH, LayerChoice
 from designer.errors import MAX_ECHO, DesignError, shown
 
 FORMAT_NAME = "kernel-studio-design"
-FORMAT_VERSION = 1  # later kinds (hetconv, blocksparse, lowrank) are optional fields: version 1 files still read
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 MAX_JSON_BYTES = 1_000_000
 MAX_NESTING = 16  # lists and objects inside each other; a design needs 5, a cfglist 3
 MAX_DEPTH = 1202  # the deepest CIFAR ResNet (He et al.'s 6n+2 with n = 200); VGG takes 11..19, MobileNets 0
+MAX_CLASSES = 100_000
+MAX_INPUT = 4096  # pixels per side, and input channels
 DESIGN_KEYS = ("format", "version", "network", "padfree", "layers")
-NETWORK_KEYS = ("arch", "depth", "dataset")
-KINDS = ("dense", "ask", "hetconv", "blocksparse", "lowrank")
-# The JSON fields each kind takes besides "kind".
-KIND_FIELDS = {"dense": (), "ask": ("k", "shapes", "preset"), "hetconv": ("part",),
-               "blocksparse": ("block_n", "prune_rate", "rearrange"), "lowrank": ("rank",)}
-# Why one convolution cannot be two kinds at once (a layer has exactly one kind).
-WHY_NOT_BOTH = {
-    frozenset(("ask", "hetconv")): "HetConv's 3x3 part is a full grouped kernel, it has no ASK shapes",
-    frozenset(("ask", "blocksparse")): "1xN pruning keeps or drops whole kh x kw kernels of a full conv",
-    frozenset(("ask", "lowrank")): "the SVD factors of a masked kernel are full kh x 1 and 1 x kw kernels",
-    frozenset(("hetconv", "blocksparse")): "1xN blocks span a full kernel, HetConv kernels differ per channel",
-    frozenset(("hetconv", "lowrank")): "the factorisation needs one full kh x kw kernel per channel pair",
-    frozenset(("blocksparse", "lowrank")): "the factors of a pruned kernel are dense again",
-}
+NETWORK_KEYS_V1 = ("arch", "depth", "dataset")
+NETWORK_KEYS = ("source", "name", "depth", "dataset", "num_classes", "input_shape", "kwargs")
+SOURCES = ("paper", "torchvision", "entry_point")
+TORCHVISION = "torchvision:"
 
 
 @dataclass(frozen=True)
 class Network:
-    arch: str = "vgg"
-    depth: int = 16
-    dataset: str = "cifar10"
+    """The network a design is for.
 
-
-@dataclass(frozen=True)
-class LayerChoice:
-    """How one convolution is built.
-
-    dense; ask (shapes split the output channels); hetconv (part P);
-    blocksparse (1xN pruning: block_n, prune_rate, rearrange); lowrank (rank).
+    arch: a paper family ('vgg', 'resnet', ...), 'torchvision:NAME', or a user's 'package.module:callable'.
+    depth: the paper families' depth (0: the family's default; always 0 for other sources).
+    dataset: what it trains on. num_classes and input_shape (C, H, W): 0 and () stand for the defaults, which
+    designer.networks.sources fills in (every validated design carries them filled). kwargs: the builder's
+    keyword arguments as canonical JSON text ('' for none), so a Network stays hashable.
     """
 
-    kind: str = "dense"
-    shapes: tuple[KernelShape, ...] = ()
-    part: int = 0
-    block_n: int = 0
-    prune_rate: float = 0.0
-    rearrange: bool = False
-    rank: int = 0
+    arch: str = "vgg"
+    depth: int = 0
+    dataset: str = "cifar10"
+    num_classes: int = 0
+    input_shape: tuple[int, ...] = ()
+    kwargs: str = ""
 
-    @classmethod
-    def ask(cls, shapes) -> "LayerChoice":
-        return cls("ask", tuple(shapes))
+    @property
+    def source(self) -> str:
+        if self.arch.startswith(TORCHVISION):
+            return "torchvision"
+        return "entry_point" if ":" in self.arch else "paper"
 
-    @classmethod
-    def preset(cls, name: str, where: str | None = None) -> "LayerChoice":
-        return cls.ask(preset_shapes(name, where))
+    @property
+    def name(self) -> str:
+        return self.arch[len(TORCHVISION):] if self.source == "torchvision" else self.arch
 
-    @classmethod
-    def hetconv(cls, part: int) -> "LayerChoice":
-        return cls("hetconv", part=part)
-
-    @classmethod
-    def blocksparse(cls, block_n: int, prune_rate: float, rearrange: bool = False) -> "LayerChoice":
-        return cls("blocksparse", block_n=block_n, prune_rate=float(prune_rate), rearrange=rearrange)
-
-    @classmethod
-    def lowrank(cls, rank: int) -> "LayerChoice":
-        return cls("lowrank", rank=rank)
+    @property
+    def kwargs_dict(self) -> dict:
+        return json.loads(self.kwargs) if self.kwargs else {}
 
     def to_json(self) -> dict:
-        if self.kind == "ask":
-            return {"kind": "ask", "k": self.shapes[0].k, "shapes": [list(s.taps) for s in self.shapes]}
-        return {"kind": self.kind, **{name: getattr(self, name) for name in KIND_FIELDS[self.kind]}}
+        return {"source": self.source, "name": self.name, "depth": self.depth, "dataset": self.dataset,
+                "num_classes": self.num_classes, "input_shape": list(self.input_shape), "kwargs": self.kwargs_dict}
 
 
-DENSE = LayerChoice()
+def canonical_kwargs(kwargs: dict | None) -> str:
+    """The JSON text a Network keeps its keyword arguments as: sorted keys, no spaces; '' for none."""
+    return json.dumps(kwargs, sort_keys=True, separators=(",", ":")) if kwargs else ""
 
 
 @dataclass(frozen=True)
@@ -103,7 +92,7 @@ class Design:
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
-            "network": {"arch": self.network.arch, "depth": self.network.depth, "dataset": self.network.dataset},
+            "network": self.network.to_json(),
             "padfree": self.padfree,
             "layers": [layer.to_json() for layer in self.layers],
         }
@@ -124,18 +113,6 @@ def _type_names(types) -> str:
     types = types if isinstance(types, tuple) else (types,)
     return " or ".join({int: "an integer", str: "a string", list: "a list", dict: "an object",
                         bool: "true or false"}.get(t, t.__name__) for t in types)
-
-
-def parse_shapes(raw, where: str, k: int = 3) -> tuple[KernelShape, ...]:
-    """A list of shapes (lists of tap numbers) -> KernelShapes; DesignError naming the shape."""
-    _expect(raw, list, "the shapes", where)
-    if not raw:
-        raise DesignError("an ASK layer needs at least one shape", where)
-    shapes = []
-    for i, taps in enumerate(raw):
-        validate_taps(taps, k, f"{where}, shape {i + 1}")
-        shapes.append(KernelShape(tuple(taps), k))
-    return tuple(shapes)
 
 
 def check_keys(raw: dict, allowed, what: str, where: str, other_level: tuple = (), other_name: str = "") -> None:
@@ -163,47 +140,17 @@ def layer_from_json(raw, where: str) -> LayerChoice:
     kind = raw.get("kind", "dense")
     if kind not in KINDS:
         raise DesignError(f"unknown kind {shown(kind)} (choose one of {', '.join(KINDS)})", where)
+    fields = KINDS[kind].fields
     for key in raw:
-        if key != "kind" and key not in KIND_FIELDS[kind]:
-            other = next((k for k, fields in KIND_FIELDS.items() if key in fields), None)
+        if key != "kind" and key not in fields:
+            other = next((k for k, entry in KINDS.items() if key in entry.fields), None)
             if other is None:
                 raise DesignError(f"unknown field {shown(key)} for a {kind} layer"
-                                  f"{did_you_mean(key, ('kind',) + KIND_FIELDS[kind])}", where)
+                                  f"{did_you_mean(key, ('kind',) + fields)}", where)
             why = WHY_NOT_BOTH.get(frozenset((kind, other)), "a layer has exactly one kind")
             raise DesignError(f"{key!r} belongs to {other} layers; a {kind} layer cannot also be {other}: {why}",
                               where)
-    if kind == "dense":
-        return DENSE
-    if kind == "hetconv":
-        return LayerChoice.hetconv(_positive(raw.get("part"), "part", where))
-    if kind == "blocksparse":
-        rate = _expect(raw.get("prune_rate"), (int, float), "prune_rate", where)
-        check_prune_rate(rate, where)
-        rearrange = _expect(raw.get("rearrange", False), bool, "rearrange", where)
-        return LayerChoice.blocksparse(_positive(raw.get("block_n"), "block_n", where), rate, rearrange)
-    if kind == "lowrank":
-        return LayerChoice.lowrank(_positive(raw.get("rank"), "rank", where))
-    if "preset" in raw:
-        if "shapes" in raw or raw.get("k", 3) != 3:
-            raise DesignError("give either a preset or k and shapes, not both: a preset is its own 3x3 shapes",
-                              where)
-        return LayerChoice.preset(_expect(raw["preset"], str, "preset", where), where)
-    k = _expect(raw.get("k", 3), int, "k", where)
-    return LayerChoice.ask(parse_shapes(raw.get("shapes"), where, k))
-
-
-def _positive(value, what: str, where: str) -> int:
-    if value is None:
-        raise DesignError(f"{what} is missing", where)
-    _expect(value, int, what, where)
-    if value < 1:
-        raise DesignError(f"{what} must be at least 1, got {shown(value)}", where)
-    return value
-
-
-def check_prune_rate(rate, where: str) -> None:
-    if not 0 <= rate < 1:
-        raise DesignError(f"prune_rate must be in [0, 1), got {shown(rate)}", where)
+    return KINDS[kind].read(raw, where)
 
 
 def check_depth(depth, where: str) -> int:
@@ -215,24 +162,62 @@ def check_depth(depth, where: str) -> int:
     return depth
 
 
-def design_from_json(raw) -> Design:
-    """A design from its parsed JSON object; checks the data, not the network fit."""
-    _expect(raw, dict, "a design", "design")
-    check_keys(raw, DESIGN_KEYS, "a design", "design", NETWORK_KEYS, "the network")
-    if raw.get("format", FORMAT_NAME) != FORMAT_NAME:
-        raise DesignError(f"format {shown(raw.get('format'))} is not a Kernel Studio design", "design")
-    version = raw.get("version", FORMAT_VERSION)
-    if version != FORMAT_VERSION:
-        raise DesignError(f"version {shown(version)} is not supported (this build reads version {FORMAT_VERSION})",
-                          "design")
-    net = _expect(raw.get("network", {}), dict, "network", "design")
-    check_keys(net, NETWORK_KEYS, "the network", "network", DESIGN_KEYS, "the design, not of the network")
+def check_count(value, what: str, high: int, where: str) -> int:
+    """A positive integer of at most `high` (0 stands for the default)."""
+    _expect(value, int, what, where)
+    if not 0 <= value <= high:
+        raise DesignError(f"{what} must be in 0..{high}, got {shown(value)}", where)
+    return value
+
+
+def check_input_shape(value, where: str) -> tuple[int, ...]:
+    """(C, H, W) of positive integers (or empty for the default)."""
+    _expect(value, (list, tuple), "input_shape", where)
+    if value and (len(value) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_INPUT
+                                         for v in value)):
+        raise DesignError(f"input_shape must be [C, H, W] of integers in 1..{MAX_INPUT}, got {shown(value)}", where)
+    return tuple(value)
+
+
+def network_from_json(net: dict, version: int) -> Network:
+    if version == 1:
+        check_keys(net, NETWORK_KEYS_V1, "the network", "network", DESIGN_KEYS, "the design, not of the network")
+        arch = _expect(net.get("arch", "vgg"), str, "arch", "network")
+    else:
+        check_keys(net, NETWORK_KEYS, "the network", "network", DESIGN_KEYS, "the design, not of the network")
+        source = _expect(net.get("source", "paper"), str, "source", "network")
+        if source not in SOURCES:
+            raise DesignError(f"unknown source {shown(source)} (choose one of {', '.join(SOURCES)})", "network")
+        name = _expect(net.get("name", "vgg"), str, "name", "network")
+        arch = TORCHVISION + name if source == "torchvision" else name
+        if (source == "entry_point") != (":" in name):
+            raise DesignError(f"{shown(name)} is not a {source} name (an entry point is package.module:callable, "
+                              f"other names have no ':')", "network")
+    kwargs = _expect(net.get("kwargs", {}), dict, "kwargs", "network")
     network = Network(
-        arch=_expect(net.get("arch", "vgg"), str, "arch", "network"),
-        depth=check_depth(net.get("depth", 16), "network"),
+        arch=arch,
+        depth=check_depth(net.get("depth", 16 if version == 1 else 0), "network"),  # v2: 0 = the family's default
         dataset=_expect(net.get("dataset", "cifar10"), str, "dataset", "network"),
+        num_classes=check_count(net.get("num_classes", 0), "num_classes", MAX_CLASSES, "network"),
+        input_shape=check_input_shape(net.get("input_shape", []), "network"),
+        kwargs=canonical_kwargs(kwargs),
     )
     dataset_info(network.dataset)
+    return network
+
+
+def design_from_json(raw) -> Design:
+    """A design from its parsed JSON object (version 1 or 2); checks the data, not the network fit."""
+    _expect(raw, dict, "a design", "design")
+    check_keys(raw, DESIGN_KEYS, "a design", "design", NETWORK_KEYS + NETWORK_KEYS_V1, "the network")
+    if raw.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise DesignError(f"format {shown(raw.get('format'))} is not a Kernel Studio design", "design")
+    net = _expect(raw.get("network", {}), dict, "network", "design")
+    version = raw.get("version", 1 if "arch" in net else FORMAT_VERSION)  # no version: read by its network's keys
+    if version not in READS_VERSIONS:
+        raise DesignError(f"version {shown(version)} is not supported (this build reads versions "
+                          f"{', '.join(map(str, READS_VERSIONS))})", "design")
+    network = network_from_json(net, version)
     layers = _expect(raw.get("layers", []), list, "layers", "design")
     padfree = _expect(raw.get("padfree", False), bool, "padfree", "design")
     return Design(network, tuple(layer_from_json(layer, f"layer {i + 1}") for i, layer in enumerate(layers)), padfree)

@@ -11,19 +11,18 @@ import ast
 import json
 import warnings
 
-from designer.designs.design import (
-    DENSE,
-    MAX_JSON_BYTES,
-    MAX_NESTING,
-    Design,
-    LayerChoice,
-    Network,
-    parse_json,
-    parse_shapes,
-)
+from designer.designs.design import MAX_JSON_BYTES, MAX_NESTING, Design, Network, parse_json
+from designer.designs.kinds import DENSE, LayerChoice, parse_shapes
 from designer.designs.shapes import KernelShape
 from designer.errors import DesignError, shown
-from designer.networks.build import ConvLayer, check_layer_fits, conv_layers, dense_design, design_layers, validate
+from designer.networks.build import (
+    ConvLayer,
+    can_take,
+    conv_layers,
+    dense_design,
+    design_layers,
+    validate,
+)
 
 MAX_ENTRIES = 100_000  # lists and taps in the whole cfglist, at every depth, counted before anything is built
 MAX_PYTHON_CHARS = 65_536  # the Python form: ast.parse takes ~0.5 KB and ~10 us a character (JSON: MAX_JSON_BYTES)
@@ -33,13 +32,7 @@ _ANY_ASK_3x3 = LayerChoice.ask([KernelShape(FULL_3x3)])
 
 def ask_can_take(layer: ConvLayer) -> bool:
     """A 3x3 conv an ASK layer can replace, by build's own rule (full, not grouped; 'same' padding)."""
-    if layer.spec.kernel_size != 3:
-        return False
-    try:
-        check_layer_fits(_ANY_ASK_3x3, layer, layer.name)
-    except DesignError:
-        return False
-    return True
+    return layer.spec.k == 3 and can_take(_ANY_ASK_3x3, layer)
 
 
 def cfglist_layers(network: Network, padfree: bool = False) -> list[int]:
@@ -227,8 +220,8 @@ def design_to_cfglist(design: Design) -> list:
 def _describe_conv(conv: ConvLayer) -> str:
     spec = conv.spec
     grouped = f", grouped ({spec.groups} groups)" if spec.groups != 1 else ""
-    padded = f", padding {spec.pad} (padding-free)" if spec.pad != spec.kernel_size // 2 else ""
-    return f"{spec.kernel_size}x{spec.kernel_size}{grouped}{padded}"
+    padded = f", padding {spec.padding[0]} (padding-free)" if spec.padding[0] != spec.k // 2 else ""
+    return f"{spec.kernel[0]}x{spec.kernel[1]}{grouped}{padded}"
 
 
 def _describe(choice: LayerChoice) -> str:

@@ -7,18 +7,18 @@ the layer and the problem and leaves the design as it was.
 """
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from designer.designs.design import DENSE, Design, LayerChoice, Network, design_from_json, load_json_text
-from designer.designs.shapes import ASK_PRESETS, KERNEL_SIZES, KernelShape, preset_shapes, tap_number, tap_position
+from designer.designs.datasets import dataset_info
+from designer.designs.design import Design, Network, design_from_json, load_json_text
+from designer.designs.kinds import DENSE, LayerChoice, describe_choice, preset_name
+from designer.designs.shapes import KERNEL_SIZES, KernelShape, preset_shapes, tap_number, tap_position
 from designer.errors import DesignError
-from designer.networks.build import ConvLayer, check_layer_fits, check_network, dense_design, design_layers, validate
+from designer.networks.build import ConvLayer, can_take, check_layer_fits, dense_design, design_layers, validate
 from designer.networks.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
-from models import canonical_arch, list_models, padfree_archs, supports_padfree
+from designer.networks.sources import network_label
+from models import list_models, model_info, padfree_archs, supports_padfree
 from models.layers.lowrank import max_rank
-from models.vgg import VGG_CHANNELS
 
 HISTORY_LIMIT = 100
 
@@ -72,6 +72,13 @@ def change_network(design: Design, network: Network) -> Design:
     return carry_over(design, network, design.padfree and supports_padfree(network.arch))[0]
 
 
+def with_dataset(network: Network, dataset: str) -> Network:
+    """The network for another data set: same architecture, input and keyword arguments; the classes follow the
+    data set (an image folder keeps the network's)."""
+    classes = 0 if dataset_info(dataset).num_classes else network.num_classes
+    return Network(network.arch, network.depth, dataset, classes, network.input_shape, network.kwargs)
+
+
 def set_padfree(design: Design, on: bool) -> Design:
     """The padding-free switch, keeping every layer choice that still fits (see carry_over)."""
     if on and not supports_padfree(design.network.arch):
@@ -115,14 +122,14 @@ def carry_over(design: Design, network: Network, padfree: bool) -> tuple[Design,
 def _shape(conv: ConvLayer) -> str:
     s = conv.spec
     groups = f", {s.groups} groups" if s.groups > 1 else ""
-    return f"{s.in_channels}->{s.out_channels}, {s.kernel_size}x{s.kernel_size}, stride {s.stride}, pad {s.pad}{groups}"
+    return f"{s.in_channels}->{s.out_channels}, {s.k}x{s.k}, stride {s.stride}, pad {s.padding[0]}{groups}"
 
 
 def hetconv_parts(design: Design, indices) -> list[int]:
     """HetConv parts P that fit every selected layer: P divides its input and output channels (3x3 convs)."""
     convs = design_layers(design)
     layers = [convs[i] for i in indices]
-    if not layers or any(c.spec.kernel_size != 3 or c.spec.groups != 1 for c in layers):
+    if not layers or any(c.spec.k != 3 or c.spec.groups != 1 for c in layers):
         return []
     top = min(min(c.spec.in_channels, c.spec.out_channels) for c in layers)
     return [p for p in range(2, top + 1)
@@ -158,61 +165,33 @@ def lowrank_targets(design: Design, indices, rank: int) -> tuple[list[int], list
 def max_rank_of(design: Design, indices) -> int:
     """The largest low-rank rank every selected layer takes (min over layers of min(C*kh, N*kw))."""
     convs = design_layers(design)
-    return min((max_rank(convs[i].spec.in_channels, convs[i].spec.out_channels, convs[i].spec.kernel_size)
+    return min((max_rank(convs[i].spec.in_channels, convs[i].spec.out_channels, convs[i].spec.k)
                 for i in indices), default=0)
 
 
-ARCH_ORDER = ("vgg", "resnet", "resnet_proj", "mobilenetv2", "mobilenetv3")
-
-
 def arch_choices() -> list[str]:
-    """The registered architectures, the ASK paper's first."""
-    order = {name: i for i, name in enumerate(ARCH_ORDER)}
-    return sorted(list_models(), key=lambda a: (order.get(a, len(order)), a))
+    """The registered paper families, in the registry's order (the ASK paper's first)."""
+    return list_models()
 
 
-RESNET_DEPTHS = [20, 32, 44, 56, 110]
-
-
-@lru_cache(maxsize=32)
 def depth_choices(arch: str) -> list[int]:
-    """Depths a picker offers for `arch` (any other valid depth works from JSON and the CLI)."""
-    arch = canonical_arch(arch)
-    if arch.startswith("vgg"):
-        return sorted(VGG_CHANNELS)
-    candidates = RESNET_DEPTHS if arch.startswith("resnet") else [0, 16, 20]
-    valid = []
-    for depth in candidates:
-        try:
-            check_network(Network(arch, depth))
-        except DesignError:
-            continue
-        valid.append(depth)
-    return valid or [Network().depth]
+    """Depths a picker offers for `arch` (any other valid depth works from JSON and the CLI); [0] when fixed."""
+    return list(model_info(arch).depths) or [0]
 
 
 def default_depth(arch: str) -> int:
-    choices = depth_choices(arch)
-    return 16 if 16 in choices else choices[0]
+    return model_info(arch).default_depth
 
 
 def has_depth(arch: str) -> bool:
     """Whether the family comes in several depths (the MobileNets have one fixed depth)."""
-    return depth_choices(arch) != [0]
+    return bool(model_info(arch).depths)
 
 
 def full_kxk_layers(design: Design) -> list[int]:
     """Convolutions ASK shapes can take: full (ungrouped) k x k, k > 1, padded 'same'."""
-    fits = []
-    for conv in design_layers(design):
-        if conv.spec.kernel_size == 1:
-            continue
-        try:
-            check_layer_fits(LayerChoice.ask((KernelShape.full(conv.spec.kernel_size),)), conv, conv.name)
-        except DesignError:
-            continue
-        fits.append(conv.index)
-    return fits
+    return [conv.index for conv in design_layers(design) if conv.spec.k in KERNEL_SIZES
+            and can_take(LayerChoice.ask((KernelShape.full(conv.spec.k),)), conv)]
 
 
 def ask_targets(design: Design, indices, k: int = 3) -> tuple[list[int], list[str]]:
@@ -220,7 +199,7 @@ def ask_targets(design: Design, indices, k: int = 3) -> tuple[list[int], list[st
     kernel sizes, padding-free downsampling), which stay as they are."""
     fits = set(full_kxk_layers(design))
     convs = design_layers(design)
-    keep = [i for i in sorted(set(indices)) if i in fits and convs[i].spec.kernel_size == k]
+    keep = [i for i in sorted(set(indices)) if i in fits and convs[i].spec.k == k]
     left = len(set(indices)) - len(keep)
     notes = [f"{left} selected layer{'s' if left != 1 else ''} cannot take {k}x{k} shapes (1x1, depthwise, another "
              f"kernel size or a padding-free downsampling) and stay{'s' if left == 1 else ''} as "
@@ -229,14 +208,9 @@ def ask_targets(design: Design, indices, k: int = 3) -> tuple[list[int], list[st
 
 
 def layers_matching(design: Design, pattern: str) -> list[int]:
-    """Convolutions whose module path matches a shell-style pattern (`*` any text, e.g. `*.stage2.*`);
-    a pattern without wildcards matches as a substring."""
-    pattern = pattern.strip()
-    if not pattern:
-        raise DesignError("type a name pattern first, e.g. *conv2* or features.1*", "pattern")
-    if not any(ch in pattern for ch in "*?["):
-        pattern = f"*{pattern}*"
-    return [c.index for c in design_layers(design) if fnmatch.fnmatchcase(c.name, pattern)]
+    """The design's convolutions whose module path matches `pattern` (designer.networks.variants.matching_layers)."""
+    from designer.networks.variants import matching_layers
+    return matching_layers(design_layers(design), pattern)
 
 
 def hetconv_targets(design: Design, indices) -> tuple[list[int], list[str]]:
@@ -246,10 +220,10 @@ def hetconv_targets(design: Design, indices) -> tuple[list[int], list[str]]:
     convs = design_layers(design)
     for i in sorted(set(indices)):
         spec = convs[i].spec
-        if spec.role == "first":
+        if convs[i].role == "first":
             notes.append(f"layer {i + 1} ({convs[i].name}) stays as it is: HetConv keeps the first convolution "
                          f"plain, as the paper does")
-        elif spec.kernel_size != 3 or spec.groups != 1:
+        elif spec.k != 3 or spec.groups != 1:
             not_3x3.append(i)
         else:
             keep.append(i)
@@ -305,42 +279,6 @@ def channel_split(out_channels: int, n_shapes: int) -> list[int] | None:
 
 # --- naming ------------------------------------------------------------------------------------
 
-def preset_name(choice: LayerChoice) -> str | None:
-    """'dense', the ASK preset this choice is exactly, or None."""
-    if choice.kind == "dense":
-        return "dense"
-    if choice.kind != "ask":
-        return None
-    taps = [tuple(s.taps) for s in choice.shapes]
-    if any(s.k != 3 for s in choice.shapes):
-        return None
-    for name, shapes in ASK_PRESETS.items():
-        if taps == [tuple(s) for s in shapes]:
-            return name
-    return None
-
-
-def describe_choice(choice: LayerChoice) -> str:
-    """A short label: 'dense', 'ASK_5a', 'ASK 3x3, 2 shapes (5,5 taps)', 'HetConv P=4', '1x16 pruned 50%',
-    'low-rank r=9'."""
-    name = preset_name(choice)
-    if name is not None:
-        return name
-    if choice.kind == "ask":
-        k = choice.shapes[0].k
-        sizes = ",".join(str(len(s)) for s in choice.shapes)
-        n = len(choice.shapes)
-        return f"ASK {k}x{k}, {n} shape{'s' if n > 1 else ''} ({sizes} taps)"
-    if choice.kind == "hetconv":
-        return f"HetConv P={choice.part}"
-    if choice.kind == "blocksparse":
-        return (f"1x{choice.block_n} pruned {choice.prune_rate:.0%}"
-                + (", rearranged" if choice.rearrange else ""))
-    if choice.kind == "lowrank":
-        return f"low-rank r={choice.rank}"
-    return choice.kind
-
-
 def uniform_preset(design: Design) -> str | None:
     """The preset on every full 3x3 conv with every other conv dense ('dense' for the dense network), or None."""
     covered = set(cfglist_layers(design.network, design.padfree))
@@ -364,15 +302,6 @@ def summarize(design: Design) -> str:
     body = ", ".join(f"{label} x{n}" for label, n in runs) if runs else "no layers"
     pad = ", padding-free" if design.padfree else ""
     return f"{network_label(net)} on {net.dataset}: {body}{pad}"
-
-
-ARCH_LABELS = {"vgg": "VGG", "resnet": "ResNet", "resnet_proj": "ResNet (proj.)", "mobilenetv2": "MobileNetV2",
-               "mobilenetv3": "MobileNetV3-large", "vgg_hetconv": "VGG (HetConv)"}
-
-
-def network_label(network: Network) -> str:
-    label = ARCH_LABELS.get(network.arch, network.arch)
-    return f"{label}-{network.depth}" if has_depth(network.arch) else label
 
 
 # --- import ------------------------------------------------------------------------------------

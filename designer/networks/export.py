@@ -23,7 +23,6 @@ import onnx
 import torch
 import torch.nn as nn
 
-from designer.designs.datasets import dataset_info
 from designer.designs.design import Design
 from designer.errors import DesignError
 from designer.networks.build import build_model, validate
@@ -69,9 +68,8 @@ def export(design: Design, fmt: str, out: str | Path, model: nn.Module | None = 
 
 
 def input_shape(design: Design) -> tuple[int, int, int]:
-    """(C, H, W) of one input image of the design's data set."""
-    info = dataset_info(design.network.dataset)
-    return info.in_channels, info.input_size, info.input_size
+    """(C, H, W) of one input image of the design's network."""
+    return validate(design).network.input_shape
 
 
 def export_onnx(design: Design, model: nn.Module, path: Path, form: str = "fast") -> None:

@@ -28,10 +28,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from designer.designs.design import Design, LayerChoice, load_json_text
+from designer.designs.design import Design, load_json_text
+from designer.designs.kinds import LayerChoice, layer_from_dense
 from designer.errors import DesignError
-from designer.networks.build import ConvLayer, design_layers, validate
-from models.layers.lowrank import LowRankConv2d, max_rank
+from designer.networks.build import design_layers, swap_module, validate
+from designer.networks.convs import ConvLayer
+from models.layers.lowrank import max_rank
 
 GRID = 10_000  # cost buckets over the budget of the bucketed DP (the fallback)
 MAX_STATES = 4_000_000  # (cost, value) pairs the exact DP may weigh in all (well under a second)
@@ -54,8 +56,8 @@ def layer_costs(layer: ConvLayer) -> tuple[int, int]:
     """(MACs of one unit of rank, MACs of the original layer) per image, on the layer's real sizes."""
     s = layer.spec
     (ho, wo), wi = layer.out_size, layer.in_size[1]
-    return s.kernel_size * (s.in_channels * ho * wi + s.out_channels * ho * wo), \
-        s.kernel_size * s.kernel_size * s.out_channels * s.in_channels * ho * wo
+    return s.k * (s.in_channels * ho * wi + s.out_channels * ho * wo), \
+        s.k * s.k * s.out_channels * s.in_channels * ho * wo
 
 
 def lowrank_saves(layer: ConvLayer, rank: int) -> bool:
@@ -78,7 +80,7 @@ def largest_saving_rank(layer: ConvLayer) -> int:
     """The largest rank that still saves MACs on this layer (and that the layer takes); 0 if none does."""
     unit, dense = layer_costs(layer)
     s = layer.spec
-    return min((dense - 1) // unit, max_rank(s.in_channels, s.out_channels, s.kernel_size))
+    return min((dense - 1) // unit, max_rank(s.in_channels, s.out_channels, s.k))
 
 
 def choice_cost(layer: ConvLayer, rank: int) -> int:
@@ -248,7 +250,7 @@ def design_from_config(design: Design, text: str | bytes, where: str = "accnn co
         layer = convs[name]
         costlier = why_not_lowrank(layer, rank)
         if costlier and layer.spec.groups == 1 and rank <= max_rank(layer.spec.in_channels, layer.spec.out_channels,
-                                                                    layer.spec.kernel_size):
+                                                                    layer.spec.k):
             raise DesignError(costlier, where)  # (grouped convs and too-high ranks: validate says why)
         layers[layer.index] = LayerChoice.lowrank(rank)
     return validate(design.with_layers(layers))
@@ -265,11 +267,7 @@ def decompose_model(model: nn.Module, design: Design) -> nn.Module:
         if not isinstance(current, nn.Conv2d):
             raise DesignError(f"cannot decompose a {type(current).__name__}: accnn needs a dense conv's weights",
                               f"layer {layer.index + 1} ({layer.name})")
-        s = layer.spec
-        pair = LowRankConv2d(s.in_channels, s.out_channels, s.kernel_size, choice.rank, s.stride, s.pad, s.bias)
-        pair.to(current.weight.device, current.weight.dtype)
-        pair.set_from_dense(current.weight, current.bias)
-        model.set_submodule(layer.name, pair)
+        swap_module(model, layer.name, layer_from_dense(layer.spec, choice, current.weight, current.bias))
     return model
 
 

@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 
 from designer.designs.design import Design
+from designer.designs.kinds import layer_from_dense
 from designer.errors import DesignError
-from designer.networks.build import blocksparse_conv, design_layers, validate
+from designer.networks.build import design_layers, swap_module, validate
 from models.layers.blocksparse import BlockSparseConv2d, block_mask, element_mask
 
 __all__ = ["block_mask", "element_mask", "prune_model", "pruned_fraction"]
@@ -41,12 +42,8 @@ def prune_model(model: nn.Module, design: Design) -> nn.Module:
             weight = current.weight
         else:
             raise DesignError(f"cannot prune a {type(current).__name__}: 1xN needs a dense conv's weights", where)
-        pruned = blocksparse_conv(layer.spec, choice, getattr(current, "backend", "reference"))
-        pruned.to(weight.device, weight.dtype)
-        pruned.set_from_dense(weight)
-        if current.bias is not None:
-            pruned.bias.copy_(current.bias)
-        model.set_submodule(layer.name, pruned)
+        swap_module(model, layer.name, layer_from_dense(layer.spec, choice, weight, current.bias,
+                                                        getattr(current, "backend", "reference")))
     return model
 
 

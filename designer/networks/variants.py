@@ -7,29 +7,48 @@ dense unless asked; convs N does not divide stay dense); accnn decomposes every 
 conv1_1 too) but not the classifier (fc_params stays empty by default).
 Filter rearrangement is per layer too: `--rearrange` sorts the filters of
 the layers lmbxmu/1xN sorts (`rearranged_layers`), `--rearrange all` of
-every pruned layer. A design JSON overrides any of this per layer.
+every pruned layer. A design JSON overrides any of this per layer. Each
+default set holds only the convolutions the kind can take (designer.designs.kinds);
+`--layers PATTERN` narrows any of them to the module paths it matches.
 """
 from __future__ import annotations
 
-from designer.designs.design import Design, LayerChoice
+import fnmatch
+
+from designer.designs.design import Design
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
-from designer.networks.build import ConvLayer, design_layers
+from designer.networks.build import can_take, design_layers
+from designer.networks.convs import ConvLayer
 
 REARRANGE = ("paper", "all")  # --rearrange: the original's layers (the default), or every pruned layer
 
 
-def hetconv_layers(layers: tuple[ConvLayer, ...]) -> list[int]:
-    return [c.index for c in layers if c.spec.kernel_size == 3 and c.spec.groups == 1 and c.spec.role != "first"]
+def matching_layers(layers: tuple[ConvLayer, ...], pattern: str) -> list[int]:
+    """Convolutions whose module path matches a shell-style pattern (`*` any text, e.g. `layer3.*.conv2`);
+    a pattern without wildcards matches as a substring."""
+    pattern = pattern.strip()
+    if not pattern:
+        raise DesignError("type a name pattern first, e.g. *conv2* or layer3.*", "pattern")
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
+    return [c.index for c in layers if fnmatch.fnmatchcase(c.name, pattern)]
+
+
+def hetconv_layers(layers: tuple[ConvLayer, ...], part: int = 1) -> list[int]:
+    """Full 3x3 convs but the first (and, for a given P, those P divides)."""
+    return [c.index for c in layers if c.spec.k == 3 and c.role != "first" and can_take(LayerChoice.hetconv(part), c)]
 
 
 def pruning_layers(layers: tuple[ConvLayer, ...], block_n: int) -> list[int]:
     """Also skips convs whose width N does not divide (BSConv's SE squeezes to C/4, e.g. 18)."""
-    return [c.index for c in layers if c.spec.groups == 1 and c.spec.role not in ("first", "classifier")
-            and c.spec.out_channels % block_n == 0]
+    choice = LayerChoice.blocksparse(block_n, 0.5)
+    return [c.index for c in layers if c.role not in ("first", "classifier") and can_take(choice, c)]
 
 
 # Networks whose filter rearrangement follows lmbxmu/1xN's MobileNet rule (imagenet.py, main's mask loop).
-MOBILENETS = ("mobilenetv2", "mobilenetv3")
+MOBILENETS = ("mobilenetv2", "mobilenetv3", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large",
+              "torchvision:mobilenet_v3_small")
 
 
 def rearranged_layers(arch: str, layers: tuple[ConvLayer, ...]) -> list[int]:
@@ -39,13 +58,14 @@ def rearranged_layers(arch: str, layers: tuple[ConvLayer, ...]) -> list[int]:
     conv and gives the projection and SE convs the plain mask; here that is a
     1x1 conv that feeds a depthwise conv or the classifier (BSConv's first unit
     keeps a 1x1 where the original's t=1 block has none: it sits where an
-    expansion does and is sorted like one). On other networks (the original's
-    MobileNetV1) every conv.
+    expansion does and is sorted like one; torchvision's MobileNets classify
+    with a Linear, so their final conv is the last). On other networks (the
+    original's MobileNetV1) every conv.
     """
     if arch not in MOBILENETS:
         return [c.index for c in layers]
-    return [c.index for c, after in zip(layers, layers[1:])
-            if c.spec.role == "pointwise" and after.spec.role in ("depthwise", "classifier")]
+    return [c.index for c, after in zip(layers, [*layers[1:], None])
+            if c.role == "pointwise" and (after is None or after.role in ("depthwise", "classifier"))]
 
 
 def pruning_choices(design: Design, block_n: int, rate: float, rearrange: str | None) -> dict[int, LayerChoice]:
@@ -57,7 +77,7 @@ def pruning_choices(design: Design, block_n: int, rate: float, rearrange: str | 
 
 
 def lowrank_layers(layers: tuple[ConvLayer, ...]) -> list[int]:
-    return [c.index for c in layers if c.spec.groups == 1 and c.spec.role != "classifier"]
+    return [c.index for c in layers if c.role != "classifier" and can_take(LayerChoice.lowrank(1), c)]
 
 
 def apply_to(design: Design, choices: dict[int, LayerChoice], option: str) -> Design:

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from designer.designs.design import DENSE, Design, design_from_json
+from designer.designs.design import Design, design_from_json
+from designer.designs.kinds import DENSE
 from designer.errors import DesignError
 from designer.networks.build import build_model, design_layers, validate
-from models.layers.ask import AskConv2d
 from models.layers.lowrank import LowRankConv2d
 
 
@@ -104,10 +104,8 @@ def dense_weights_of(design: Design, state_dict: dict, where: str = "state_dict"
         elif f"{owner}.weight" not in dense:
             module = model.get_submodule(owner)
             dense[f"{owner}.weight"] = module.dense_weight().detach()
-            if variant[owner].spec.bias:  # an ASK layer has none: its dense equivalent's is zero
-                bias = _bias_of(module)
-                dense[f"{owner}.bias"] = torch.zeros(variant[owner].spec.out_channels) if bias is None \
-                    else bias.detach()
+            if variant[owner].spec.bias:
+                dense[f"{owner}.bias"] = _bias_of(module).detach()
     return dense
 
 
@@ -170,10 +168,6 @@ def load_dense_weights(model: nn.Module, design: Design, dense: dict, where: str
             module.weight.copy_(weight)
             if module.bias is not None:
                 module.bias.copy_(bias)
-        elif isinstance(module, AskConv2d):
-            if bias is not None and bias.any():
-                raise DesignError(f"{layer.name}.bias: an ASK layer has no bias, and this conv's is not zero", where)
-            module.set_from_dense(weight)
         else:
             module.set_from_dense(weight, bias)
 
@@ -185,7 +179,7 @@ def _dense_shapes(model: nn.Module, layers) -> dict[str, tuple]:
               if not any(k.startswith(name + ".") for name in names)}
     for layer in layers:
         s = layer.spec
-        shapes[f"{layer.name}.weight"] = (s.out_channels, s.in_channels // s.groups, s.kernel_size, s.kernel_size)
+        shapes[f"{layer.name}.weight"] = (s.out_channels, s.in_channels // s.groups, *s.kernel)
         if s.bias:
             shapes[f"{layer.name}.bias"] = (s.out_channels,)
     return shapes
@@ -240,8 +234,8 @@ def _first_reason(err: Exception) -> str:
 
 
 def same_network(a: Design, b: Design) -> bool:
-    """Whether weights of one design's network fit the other's: same architecture, depth, padding-free
-    switch and number of classes (the data set may differ)."""
-    from designer.designs.datasets import dataset_info
-    return (a.network.arch, a.network.depth, a.padfree, dataset_info(a.network.dataset).num_classes) == \
-        (b.network.arch, b.network.depth, b.padfree, dataset_info(b.network.dataset).num_classes)
+    """Whether weights of one design's network fit the other's: same architecture, depth, keyword arguments,
+    padding-free switch and number of classes (the data set and input size may differ)."""
+    a, b = validate(a), validate(b)
+    key = lambda d: (d.network.arch, d.network.depth, d.network.kwargs, d.padfree, d.network.num_classes)  # noqa: E731
+    return key(a) == key(b)

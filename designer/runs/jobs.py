@@ -31,6 +31,7 @@ from designer.analysis.counting import count_design
 from designer.designs.design import Design, design_from_json
 from designer.errors import DesignError
 from designer.networks.build import build_model, validate
+from designer.networks.sources import network_label
 from designer.runs.checkpoints import list_checkpoints
 from designer.runs.store import ACTIVE, RunStore, StoreError
 from designer.runs.train import HParams, train
@@ -95,7 +96,7 @@ def start_run(design: Design, hp: HParams, home: str | Path | None = None, name:
 
 def _default_name(design: Design) -> str:
     kinds = sorted({layer.kind for layer in design.layers})
-    return f"{design.network.arch}-{design.network.depth} {'+'.join(kinds)} on {design.network.dataset}"
+    return f"{network_label(design.network)} {'+'.join(kinds)} on {design.network.dataset}"
 
 
 def concurrency(home_or_store=None) -> int:
@@ -144,7 +145,8 @@ def tick(home_or_store=None) -> list[int]:
 def _spawn(run_id: int, run_dir: Path, db_path: Path) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    # The repository, and the folder this was started from: a user's entry-point model imports from there.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.getcwd(), env.get("PYTHONPATH")) if p)
     with open(run_dir / "train.log", "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "designer", "train", "--run-id", str(run_id), "--store", str(db_path)],

@@ -4,5 +4,4 @@ Each kind's module defines the layer and its backend registry with the
 `reference` backend; its *_backends module adds the fast ones. Importing
 this package registers them all, in that one direction (backends -> layer).
 """
-from models.layers import ask, blocksparse, hetconv  # noqa: F401  (the layers and their registries)
-from models.layers import ask_backends, blocksparse_backends, hetconv_backends  # noqa: F401  (register backends)
+from models.layers import ask, ask_backends, blocksparse, blocksparse_backends, hetconv, hetconv_backends  # noqa: F401  (the layers and their registries)  # noqa: F401  (register backends)

@@ -35,13 +35,15 @@ ASK_BACKENDS: dict[str, Callable[["AskConv2d", torch.Tensor], torch.Tensor]] = {
 
 
 class AskConv2d(BackendChoice):
-    """k x k convolution (padding k//2, no bias) restricted to the given shapes."""
+    """k x k convolution (padding k//2, optional bias) restricted to the given shapes.
+
+    Backends compute the convolution without the bias; forward adds it."""
 
     BACKENDS = ASK_BACKENDS
     KIND = "ASK"
 
     def __init__(self, in_channels: int, out_channels: int, shapes,
-                 stride: int = 1, backend: str = "reference"):
+                 stride: int = 1, bias: bool = False, backend: str = "reference"):
         super().__init__()
         if not shapes:
             raise ValueError("an ASK conv needs at least one shape")
@@ -57,6 +59,7 @@ class AskConv2d(BackendChoice):
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(self.group_out, in_channels, len(s))) for s in self.shapes
         )
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.backend = backend
         self.reset_parameters()
 
@@ -65,6 +68,12 @@ class AskConv2d(BackendChoice):
         std = math.sqrt(2.0 / self.group_out)
         for w in self.weights:
             nn.init.normal_(w, 0.0, std)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
     @property
     def active_weights(self) -> int:
@@ -83,8 +92,10 @@ class AskConv2d(BackendChoice):
         return torch.cat(blocks, 0)
 
     @torch.no_grad()
-    def set_from_dense(self, weight: torch.Tensor) -> None:
-        """Keep the active taps of a dense (Cout, Cin, k, k) kernel: a trained kernel's start for this layer."""
+    def set_from_dense(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """Keep the active taps of a dense (Cout, Cin, k, k) kernel: a trained kernel's start for this layer.
+
+        The bias (when the layer has one) is `bias`, or zero without one."""
         k = self.kernel_size
         if tuple(weight.shape) != (self.out_channels, self.in_channels, k, k):
             raise ValueError(f"a dense weight of this layer is {(self.out_channels, self.in_channels, k, k)}, "
@@ -93,11 +104,13 @@ class AskConv2d(BackendChoice):
         for g, (shape, w) in enumerate(zip(self.shapes, self.weights)):
             index = torch.tensor([t - 1 for t in shape.taps], device=weight.device)
             w.copy_(flat[g * self.group_out:(g + 1) * self.group_out].index_select(2, index))
+        if self.bias is not None:
+            self.bias.copy_(bias if bias is not None else torch.zeros_like(self.bias))
 
     def extra_repr(self) -> str:
         shapes = ", ".join("[" + ",".join(map(str, s.taps)) + "]" for s in self.shapes)
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "
-                f"shapes={shapes}, backend={self._backend}")
+                f"shapes={shapes}, bias={self.bias is not None}, backend={self._backend}")
 
 
 def _reference_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,11 @@ from models.layers.layout import inference_weight
 BLOCKSPARSE_BACKENDS: dict[str, Callable[["BlockSparseConv2d", torch.Tensor], torch.Tensor]] = {}
 
 
+def kept_blocks(block_rows: int, in_channels: int, rate: float) -> int:
+    """Blocks a layer keeps: all (block_rows x in_channels) but the int(blocks * rate) of least L1 norm."""
+    return block_rows * in_channels - int(block_rows * in_channels * rate)
+
+
 def block_mask(weight: torch.Tensor, block_n: int, rate: float, rearrange: bool = False):
     """(keep, order): keep[b, c] is False for the int(blocks * rate) blocks of least L1 norm.
 
@@ -68,7 +73,7 @@ class BlockSparseConv2d(BackendChoice):
         self.stride, self.padding = stride, kernel_size // 2 if padding is None else padding
         self.block_n, self.rate, self.rearrange = block_n, rate, rearrange
         rows = out_channels // block_n
-        nnz = rows * in_channels - int(rows * in_channels * rate)
+        nnz = kept_blocks(rows, in_channels, rate)
         self.values = nn.Parameter(torch.empty(nnz, block_n, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.register_buffer("crow_indices", torch.zeros(rows + 1, dtype=torch.long))

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+
+from designer.designs.kinds import LayerChoice
 from designer.networks import editing
 from designer.networks.build import dense_design
 from designer.networks.variants import hetconv_layers, lowrank_layers, pruning_layers

@@ -3,9 +3,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models import create_model, list_models
-from models.layers.factory import ConvSpec, RecordingFactory
+from models import create_model, list_models, model_info, register_model
+from models.layers.spec import ConvSpec
 from models.resnet import pad_shortcut
+
+
+def convs(model: nn.Module) -> list[ConvSpec]:
+    return [ConvSpec.of(m) for m in model.modules() if isinstance(m, nn.Conv2d)]
 
 
 def test_registry_lists_and_builds_the_families():
@@ -16,12 +20,27 @@ def test_registry_lists_and_builds_the_families():
         create_model("alexnet")
 
 
-@pytest.mark.parametrize("depth, convs", [(11, 8), (13, 10), (16, 13), (19, 16)])
-def test_vgg_layer_order_and_classifier(depth, convs):
-    recorder = RecordingFactory()
-    model = create_model("vgg", depth, conv_factory=recorder)
-    assert len(recorder.specs) == convs
-    assert all(s.kernel_size == 3 and not s.bias for s in recorder.specs)
+def test_each_family_knows_its_depths_input_and_padding_free_variant():
+    vgg, resnet, v3 = model_info("vgg_any"), model_info("resnet"), model_info("mobilenetv3")
+    assert (vgg.name, vgg.depths, vgg.default_depth, vgg.input_shape) == ("vgg", (11, 13, 16, 19), 16, (3, 32, 32))
+    assert resnet.default_depth == 20 and 110 in resnet.depths and not resnet.padfree
+    assert v3.depths == () and v3.padfree and v3.any_input_size and v3.label == "MobileNetV3-large"
+
+
+def test_a_name_is_registered_once():
+    with pytest.raises(ValueError, match="'resnet' is registered twice"):
+        register_model("resnet", label="another ResNet")(lambda **kwargs: nn.Identity())
+    with pytest.raises(ValueError, match="'vgg_any' is registered twice"):
+        register_model("my_vgg", label="mine", aliases=("vgg_any",))(lambda **kwargs: nn.Identity())
+    assert "my_vgg" not in list_models()
+
+
+@pytest.mark.parametrize("depth, n_convs", [(11, 8), (13, 10), (16, 13), (19, 16)])
+def test_vgg_layer_order_and_classifier(depth, n_convs):
+    model = create_model("vgg", depth)
+    specs = convs(model)
+    assert len(specs) == n_convs
+    assert all(s.kernel == (3, 3) and s.padding == (1, 1) and not s.bias for s in specs)
     first = list(model.feature)[:3]
     assert [type(m) for m in first] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.feature) == 4
@@ -40,11 +59,11 @@ def test_vgg_initialisation_follows_the_reference():
 
 
 def test_resnet_structure():
-    recorder = RecordingFactory()
-    model = create_model("resnet", 32, conv_factory=recorder)
-    assert len(recorder.specs) == 31
+    model = create_model("resnet", 32)
+    specs = convs(model)
+    assert len(specs) == 31
     assert [len(stage) for stage in (model.layer1, model.layer2, model.layer3)] == [5, 5, 5]
-    assert [s.stride for s in recorder.specs].count(2) == 2
+    assert [s.stride for s in specs].count((2, 2)) == 2
     assert isinstance(model.avgpool, nn.AvgPool2d) and model.fc.in_features == 64 and model.fc.bias is not None
     assert not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) for m in model.modules())
     with pytest.raises(ValueError, match="6n\\+2"):
@@ -71,8 +90,12 @@ def test_the_downsampling_block_passes_gradient_through_its_shortcut():
     torch.testing.assert_close(x.grad, torch.full_like(x, 0.25))
 
 
-def test_specs_describe_the_convs_the_model_holds():
-    recorder = RecordingFactory()
-    model = create_model("resnet", 20, conv_factory=recorder)
-    assert recorder.specs[0] == ConvSpec(3, 16, 3, role="first")
-    assert recorder.built[0] is model.conv1
+def test_a_spec_reads_every_attribute_of_the_conv_that_decides_what_can_replace_it():
+    model = create_model("resnet", 20)
+    assert ConvSpec.of(model.conv1) == ConvSpec(3, 16, (3, 3), (1, 1), (1, 1), (1, 1), 1, False, "zeros")
+    odd = nn.Conv2d(8, 4, (1, 7), stride=(2, 1), padding=(0, 3), groups=2, bias=True, padding_mode="reflect")
+    spec = ConvSpec.of(odd)
+    assert (spec.kernel, spec.stride, spec.padding, spec.groups, spec.bias, spec.k, spec.square) == \
+        ((1, 7), (2, 1), (0, 3), 2, True, 0, False)
+    assert spec.describe() == "8->4, 1x7, stride 2x1, pad 0x3, 2 groups, reflect padding"
+    assert ConvSpec.of(nn.Conv2d(4, 4, 5, padding="same", dilation=2)).padding == (4, 4)

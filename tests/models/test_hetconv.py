@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from designer.analysis.counting import count_design
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+from designer.designs.kinds import LayerChoice
 from designer.networks.build import dense_design
 from models.layers.hetconv import HetConv2d
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from designer.analysis.counting import count_design
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks import lowrank
 from designer.networks.build import ConvLayer, build_model, dense_design, design_layers
@@ -23,7 +24,7 @@ from designer.networks.lowrank import (
     singular_values,
 )
 from designer.networks.variants import lowrank_layers
-from models.layers.factory import ConvSpec
+from models.layers.spec import ConvSpec
 from models.layers.lowrank import LowRankConv2d, max_rank
 
 
@@ -141,7 +142,7 @@ def tiny_layers(seed: int, count: int) -> tuple[list, list]:
     layers, weights = [], []
     for i in range(count):
         cin, cout, size = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((3, 8), (3, 8), (3, 6)))
-        layers.append(ConvLayer(i, f"c{i}", ConvSpec(cin, cout, 3), (size, size), (size, size)))
+        layers.append(ConvLayer(i, f"c{i}", ConvSpec(cin, cout), (size, size), (size, size)))
         weights.append(torch.randn(cout, cin, 3, 3, generator=g) * torch.rand(cout, 1, 1, 1, generator=g))
     return layers, weights
 

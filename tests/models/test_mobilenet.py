@@ -25,8 +25,9 @@ def test_padfree_stage_sizes_and_stem():
 
 def test_resnet_proj_padfree_blocks():
     layers = conv_layers(Network("resnet_proj", 20), True)
-    roles = [c.spec.role for c in layers if c.out_size == (15, 15)]
-    assert "pool_proj" in roles and "depthwise" in roles
+    at_15 = [c for c in layers if c.out_size == (15, 15)]
+    assert {c.role for c in at_15} == {"depthwise", "pointwise", "conv"}
+    assert any(c.name.endswith(".pool_proj") and c.spec.kernel == (1, 1) for c in at_15)
     assert count_design(dense_design(Network("resnet_proj", 20)), "bsconv").params == 269_722 + 6 + (16 * 32 + 64) + (32 * 64 + 128)  # ASK ResNet-20 + data_bn + projections
 
 

@@ -8,7 +8,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from designer.analysis.counting import CONVENTIONS, count_design
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+from designer.designs.kinds import LayerChoice
 from designer.networks.build import build_model, dense_design
 from tests.ask_reference import to_reference_layout
 

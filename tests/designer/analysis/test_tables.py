@@ -2,7 +2,8 @@
 import pytest
 
 from designer.analysis.tables import cost_name, kernel_groups, layer_ranges, tap_usage, totals
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+from designer.designs.kinds import LayerChoice
 from designer.networks.build import dense_design, design_layers
 from designer.networks.editing import apply_preset
 
@@ -15,7 +16,7 @@ def test_tap_usage_draws_every_dense_conv_of_the_bsconv_networks(arch, depth, pa
     usage = tap_usage(design)
     assert len(usage) == len(design_layers(design))
     for u, conv in zip(usage, design_layers(design)):
-        k = conv.spec.kernel_size
+        k = conv.spec.k
         assert u["usage"] == [[1.0] * k] * k and u["k"] == k, u["layer"]
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from designer.bench.latency import bench_design, bench_layers, resolve_backends
 from designer.bench.timing import BenchConfig, check_config, time_interleaved
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks.build import dense_design, design_layers
 from tests.designer.cli.test_commands import designer

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from designer.cli import main
-from designer.designs.design import DESIGN_KEYS, KINDS, NETWORK_KEYS, Network, loads_design
+from designer.designs.design import DESIGN_KEYS, NETWORK_KEYS, Network, loads_design
+from designer.designs.kinds import KINDS
 from designer.designs.shapes import ASK_PRESETS
 from designer.errors import MAX_MESSAGE, DesignError
 from designer.networks.build import build_model, dense_design, validate
@@ -65,7 +66,7 @@ json_values = st.recursive(leaves, lambda kids: st.lists(kids, max_size=4)
                            | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=20)
 taps = st.lists(st.integers(-2, 52), max_size=10)
 layers = st.fixed_dictionaries({}, optional={
-    "kind": st.sampled_from(KINDS + ("sparse", "")) | json_values, "k": st.sampled_from([3, 5, 7, 1, 0, "3", 2 ** 70]),
+    "kind": st.sampled_from((*KINDS, "sparse", "")) | json_values, "k": st.sampled_from([3, 5, 7, 1, 0, "3", 2 ** 70]),
     "shapes": st.lists(taps, max_size=5) | json_values, "preset": st.sampled_from([*ASK_PRESETS, "ASK_1"]),
     "part": st.integers(-1, 70), "block_n": st.integers(-1, 70), "prune_rate": st.floats(-1, 2),
     "rearrange": st.booleans() | json_values, "rank": st.integers(-1, 600), "shaps": json_values})

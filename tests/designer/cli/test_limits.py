@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from designer.cli import build_parser, main
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+from designer.designs.kinds import LayerChoice
 from designer.errors import MAX_MESSAGE, DesignError
 from designer.networks.build import build_model, check_layer_fits, conv_layers, dense_design
 from designer.networks.cfglist import cfglist_layers
@@ -165,7 +166,7 @@ def test_model_options_next_to_design_are_refused_by_name(files, option):
 def test_checkpoint_next_to_design_is_still_taken(files):
     code, out, err = run_main(["infer", "--design", files["ok.json"], "--checkpoint", files["w8.pt"],
                                "--input", files["wrong_size.pt"], "--output", files["dir"] / "y.pt"])
-    assert_one_clear_line(code, out, err, "expected a tensor of shape (N, 3, 32, 32) or (3, 32, 32) for cifar10")
+    assert_one_clear_line(code, out, err, "expected a tensor of shape (N, 3, 32, 32) or (3, 32, 32) for this network")
 
 
 @pytest.mark.parametrize("name, message", [("complex.pt", "expected a real floating-point tensor, got torch.complex64"),

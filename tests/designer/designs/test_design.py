@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from designer.designs.design import Design, LayerChoice, Network, loads_design
+from designer.designs.design import Design, Network, loads_design
+
+from designer.designs.kinds import LayerChoice
 from designer.designs.shapes import KernelShape
 from designer.errors import DesignError
 from designer.networks.build import conv_layers, dense_design, validate
@@ -23,8 +25,36 @@ def test_json_round_trip_is_exact():
     design = mixed_vgg16()
     text = design.dumps()
     assert loads_design(text) == design
-    assert json.loads(text)["version"] == 1
+    assert json.loads(text)["version"] == 2
+    assert json.loads(text)["network"] == {"source": "paper", "name": "vgg", "depth": 16, "dataset": "cifar10",
+                                           "num_classes": 10, "input_shape": [3, 32, 32], "kwargs": {}}
     assert json.loads(text)["layers"][1] == {"kind": "ask", "k": 5, "shapes": [[1, 7, 13, 19, 25], [13]]}
+
+
+def test_a_version_1_file_still_reads_and_fills_the_network_it_implies():
+    design = dense_design(VGG16).with_layers([LayerChoice.preset("ASK_5a")] * 10 + [LayerChoice.preset("ASK_2")] * 3)
+    old = {"format": "kernel-studio-design", "version": 1, "network": {"arch": "vgg", "depth": 16, "dataset": "cifar10"},
+           "padfree": False, "layers": [layer.to_json() for layer in design.layers]}
+    assert validate(loads_design(json.dumps(old))) == design
+    del old["version"]  # written by hand: its network's keys tell the version
+    assert validate(loads_design(json.dumps(old))) == design
+
+
+def test_version_2_records_where_the_network_comes_from():
+    text = json.dumps({"version": 2, "network": {"source": "torchvision", "name": "resnet18", "dataset": "image-folder",
+                                                 "num_classes": 5, "input_shape": [3, 64, 64]}})
+    network = loads_design(text).network
+    assert (network.arch, network.num_classes, network.input_shape) == ("torchvision:resnet18", 5, (3, 64, 64))
+    entry = loads_design(json.dumps({"network": {"source": "entry_point", "name": "my.nets:build",
+                                                 "kwargs": {"width": 2, "a": [1]}}})).network
+    assert (entry.arch, entry.kwargs_dict, entry.kwargs) == ("my.nets:build", {"width": 2, "a": [1]},
+                                                            '{"a":[1],"width":2}')
+    with pytest.raises(DesignError, match="'resnet18' is not a entry_point name"):
+        loads_design(json.dumps({"network": {"source": "entry_point", "name": "resnet18"}}))
+    with pytest.raises(DesignError, match="unknown source 'timm'"):
+        loads_design(json.dumps({"network": {"source": "timm", "name": "resnet18"}}))
+    with pytest.raises(DesignError, match=r"input_shape must be \[C, H, W\]"):
+        loads_design(json.dumps({"network": {"source": "paper", "name": "vgg", "input_shape": [32, 32]}}))
 
 
 def test_a_design_lists_every_convolution_in_forward_order():
@@ -32,7 +62,7 @@ def test_a_design_lists_every_convolution_in_forward_order():
     resnet = conv_layers(Network("resnet", 20))
     assert len(resnet) == 19
     assert [c.name for c in resnet][:4] == ["conv1", "layer1.0.conv1", "layer1.0.conv2", "layer1.1.conv1"]
-    assert resnet[7].spec.stride == 2 and resnet[7].name == "layer2.0.conv1"
+    assert resnet[7].spec.stride[0] == 2 and resnet[7].name == "layer2.0.conv1"
     assert resnet[7].in_size == (32, 32) and resnet[7].out_size == (16, 16)
 
 

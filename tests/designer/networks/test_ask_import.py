@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks.ask_import import import_ask_checkpoint
 from designer.networks.build import build_model, dense_design

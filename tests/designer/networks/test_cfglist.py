@@ -4,7 +4,9 @@ import warnings
 
 import pytest
 
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+
+from designer.designs.kinds import LayerChoice
 from designer.designs.shapes import KernelShape
 from designer.errors import DesignError
 from designer.networks.build import conv_layers, dense_design
@@ -115,7 +117,7 @@ def test_a_padfree_cfglist_has_an_entry_for_each_conv_an_ask_layer_can_take():
     covered = cfglist_layers(net, padfree=True)
     convs = conv_layers(net, True)
     assert len(convs) == 28 and len(covered) == 17
-    assert all(convs[i].spec.groups == 1 and convs[i].spec.pad == 1 for i in covered)
+    assert all(convs[i].spec.groups == 1 and convs[i].spec.padding[0] == 1 for i in covered)
     design = design_from_cfglist(net, [[[2, 4, 5, 6, 8]]] * 17, padfree=True)
     assert design.padfree and [i for i, c in enumerate(design.layers) if c.kind == "ask"] == covered
     assert design_to_cfglist(design) == [[[2, 4, 5, 6, 8]]] * 17

@@ -6,7 +6,8 @@ import pytest
 from designer.analysis.counting import count_design
 from designer.analysis.paper_figures import PAPER_FIGURES, figures_for
 from designer.analysis.tables import layer_comparison, layer_table, tap_usage, totals
-from designer.designs.design import DENSE, LayerChoice, Network
+from designer.designs.design import Network
+from designer.designs.kinds import DENSE, LayerChoice
 from designer.designs.shapes import KernelShape
 from designer.errors import DesignError
 from designer.networks import editing
@@ -172,8 +173,8 @@ def test_the_rearrange_switch_sorts_only_the_layers_lmbxmu_1xn_sorts_on_a_mobile
     from designer.networks.variants import rearranged_layers
     d = dense_design(Network("mobilenetv2", 0, "cifar10"))
     convs = editing.design_layers(d)
-    pointwise = [c.index for c in convs if c.spec.kernel_size == 1 and c.spec.groups == 1
-                 and c.spec.out_channels % 8 == 0 and c.spec.role != "classifier"]
+    pointwise = [c.index for c in convs if c.spec.k == 1 and c.spec.groups == 1
+                 and c.spec.out_channels % 8 == 0 and c.role != "classifier"]
     pruned = editing.apply_blocksparse(d, pointwise, 8, 0.5, rearrange=True)
     sorted_ = {i for i, choice in enumerate(pruned.layers) if choice.kind == "blocksparse" and choice.rearrange}
     assert sorted_ == set(pointwise) & set(rearranged_layers("mobilenetv2", convs))

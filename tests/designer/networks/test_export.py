@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from designer.designs.design import LayerChoice, Network, loads_design
+from designer.designs.design import Network, loads_design
+
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks.build import build_model, dense_design
 from designer.networks.export import export

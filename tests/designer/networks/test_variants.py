@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from designer.analysis.counting import count_design
-from designer.designs.design import Design, LayerChoice, Network, loads_design
+from designer.designs.design import Design, Network, loads_design
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks.build import build_model, dense_design, design_layers, validate
 from designer.networks.pruning import prune_model, pruned_fraction
@@ -29,7 +30,7 @@ def test_json_round_trip_is_exact():
         again = loads_design(text)
         assert again == design and again.dumps() == text
     raw = json.loads(mixed_vgg().dumps())
-    assert raw["version"] == 1
+    assert raw["version"] == 2
     assert raw["layers"][3] == {"kind": "blocksparse", "block_n": 8, "prune_rate": 0.5, "rearrange": True}
 
 
@@ -72,7 +73,7 @@ def test_bad_layer_json_names_the_layer(layer, message):
     (Network("vgg", 11), False, 1, LayerChoice.lowrank(10_000), "rank 10000 is above the largest possible, 192"),
     (Network("mobilenetv3", 0), False, 2, LayerChoice.hetconv(2), "needs a full convolution"),
     (Network("mobilenetv3", 0), False, 1, LayerChoice.hetconv(2), "HetConv replaces 3x3 convs"),
-    (Network("resnet_proj", 20), True, 11, LayerChoice.preset("ASK_5a"), "with padding 0"),
+    (Network("resnet_proj", 20), True, 11, LayerChoice.preset("ASK_5a"), "has padding 0"),
 ])
 def test_choices_that_do_not_fit(network, padfree, index, choice, message):
     base = dense_design(network, padfree)
@@ -104,5 +105,5 @@ def test_prune_model_from_trained_weights():
     assert all(abs(pruned_fraction(m) - 0.5) < 0.02 for m in sparse)
     again = prune_model(pruned, design)(x)  # re-masking a pruned model keeps its weights at the same rate
     assert again.shape == (2, 10)
-    roles = {design_layers(base)[i].spec.role for i in indices}
-    assert roles == {"conv", "shortcut"}  # not the first conv, not the classifier
+    roles = {design_layers(base)[i].role for i in indices}
+    assert roles == {"conv", "pointwise"}  # 3x3 convs and the 1x1 projections: not the first conv, nor the classifier

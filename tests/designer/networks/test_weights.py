@@ -3,7 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks import editing
 from designer.networks.build import build_model, dense_design, design_layers

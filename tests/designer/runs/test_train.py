@@ -5,7 +5,9 @@ import threading
 import pytest
 import torch
 
-from designer.designs.design import LayerChoice, Network
+from designer.designs.design import Network
+
+from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks.build import dense_design
 from designer.runs.checkpoints import CheckpointError, digest_path, list_checkpoints, load_checkpoint, load_latest
