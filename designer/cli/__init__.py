@@ -12,7 +12,7 @@ import sys
 
 from designer.cli import bench_command, design_commands, run_commands
 from designer.cli.options import CliParser, check_output_path
-from designer.errors import DesignError
+from designer.errors import MAX_MESSAGE, DesignError
 
 # Every command's output-file options: checked before any work, so a bad path fails at once, not after it.
 OUTPUT_OPTIONS = ("out", "output")
@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as err:  # a failure, not bad input: still one line
-        print(f"failed: {type(err).__name__}: {err}", file=sys.stderr)
+    except Exception as err:  # a failure, not bad input: still one line (torch's messages can be pages long)
+        lines = str(err).strip().splitlines()
+        print(f"failed: {type(err).__name__}: {lines[0][:MAX_MESSAGE] if lines else ''}", file=sys.stderr)
         return 1
     if getattr(args, "json", False):
         print(json.dumps(result))

@@ -14,8 +14,10 @@ dynamic batch, loaded with torch.export.load(path).module().
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -72,14 +74,37 @@ def input_shape(design: Design) -> tuple[int, int, int]:
     return validate(design).network.input_shape
 
 
+@contextlib.contextmanager
+def _quiet_output():
+    """Standard output and error (the file descriptors, where C++ writes) sent to /dev/null for a while."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
 def export_onnx(design: Design, model: nn.Module, path: Path, form: str = "fast") -> None:
     """Eval-mode ONNX of the model's export form; input 'input' (batch, C, H, W), output 'logits'."""
     shape = input_shape(design)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_output():  # a failing export prints its whole graph from C++
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation note: chosen on purpose
-        torch.onnx.export(export_form(model, shape, form), (torch.zeros(1, *shape),), str(path),
-                          opset_version=ONNX_OPSET, dynamo=False, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        try:
+            torch.onnx.export(export_form(model, shape, form), (torch.zeros(1, *shape),), str(path),
+                              opset_version=ONNX_OPSET, dynamo=False, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        except torch.onnx.errors.OnnxExporterError as err:
+            reason = str(err).split(" Please feel free")[0].split(" [Caused by")[0].strip()
+            raise DesignError(f"this network does not export to ONNX at {'x'.join(map(str, shape))}: {reason[:200]}",
+                              "--format") from None
     proto = onnx.load(str(path))
     metadata = {"kernel_studio.form": form, "kernel_studio.opset": str(ONNX_OPSET),
                 "kernel_studio.input": f"input: float32 (batch, {', '.join(map(str, shape))}), batch dynamic",

@@ -95,6 +95,8 @@ def _scale_shift(bn: nn.BatchNorm2d | None, channels: int) -> tuple[torch.Tensor
 def ask_form(m: AskConv2d, size: tuple[int, int], bn: nn.BatchNorm2d | None = None) -> ConvSum:
     """The decomposed backend's sub-convs of an ASK conv for an input of `size` (H, W), `bn` folded in."""
     scale, shift = _scale_shift(bn, m.out_channels)
+    if m.bias is not None:  # the layer's own bias goes through the BatchNorm too
+        shift = m.bias.detach() * scale + (shift if shift is not None else 0)
     blocks, first = [], 0
     with torch.no_grad():
         for (shape, groups), weights in zip(_blocks(m), _sub_weights(m)):

@@ -10,6 +10,7 @@ import torch
 from designer.cli import build_parser, main
 from designer.cli.options import design_from_args
 from designer.designs.shapes import KernelShape, preset_shapes
+from designer.errors import DesignError
 from designer.networks.build import build_model
 from designer.networks.export import export
 from designer.networks.export_forms import ask_form, hetconv_form
@@ -63,6 +64,37 @@ def test_fast_onnx_in_onnxruntime_equals_the_torch_model(kind, tmp_path):
     model = trained_like(design)
     export(design, "onnx", tmp_path / "m.onnx", model)
     x = torch.randn(2, 3, 32, 32)  # batch 2: the batch dimension is dynamic (traced at 1)
+    with torch.no_grad():
+        assert_close(run_onnx(tmp_path / "m.onnx", x), model(x))
+
+
+def every_kind_where_it_fits(options: str):
+    """A torchvision network with ASK_5a, HetConv P=4, 1x16 at 50% and low-rank 8 in turn on the convs that take
+    each (the stem stays dense): every kind in one export, next to torchvision's own blocks."""
+    from designer.designs.kinds import LayerChoice
+    from designer.networks.build import can_take, design_layers
+    design = design_of(options)
+    kinds = [LayerChoice.preset("ASK_5a"), LayerChoice.hetconv(4), LayerChoice.blocksparse(16, 0.5),
+             LayerChoice.lowrank(8)]
+    layers = list(design.layers)
+    for conv in design_layers(design)[1:]:
+        choice = kinds[conv.index % len(kinds)]
+        if can_take(choice, conv):
+            layers[conv.index] = choice
+    return design.with_layers(layers)
+
+
+@pytest.mark.parametrize("options, size", [
+    ("--arch torchvision:resnet18 --num-classes 10 --input-size 64", 64),  # stride-2 3x3 and 1x1 downsampling
+    ("--arch torchvision:vgg11 --num-classes 10", 224),  # convs with a bias: the ASK layers keep it
+    ("--arch torchvision:mobilenet_v2 --num-classes 10 --input-size 64", 64),  # depthwise convs stay as they are
+])
+def test_fast_onnx_of_a_torchvision_network_equals_the_torch_model(options, size, tmp_path):
+    design = every_kind_where_it_fits(options)
+    assert len({c.kind for c in design.layers}) >= 3
+    model = trained_like(design)
+    export(design, "onnx", tmp_path / "m.onnx", model)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         assert_close(run_onnx(tmp_path / "m.onnx", x), model(x))
 
@@ -171,3 +203,13 @@ def test_onnx_export_is_deterministic(tmp_path):
     model = trained_like(design)
     first, second = (export(design, "onnx", tmp_path / name, model).read_bytes() for name in ("a.onnx", "b.onnx"))
     assert first == second
+
+
+def test_a_network_the_onnx_exporter_cannot_take_is_one_clear_error(tmp_path, capfd):
+    # torchvision's VGG pools to 7x7 with an adaptive pool; from 2x2 (a 64x64 input) the exporter has no form
+    design = design_of("--arch torchvision:vgg11 --num-classes 10 --input-size 64")
+    with pytest.raises(DesignError, match="does not export to ONNX at 3x64x64: Unsupported: ONNX export of operator "
+                                          "adaptive_avg_pool2d"):
+        export(design, "onnx", tmp_path / "m.onnx")
+    assert capfd.readouterr() == ("", "")  # the exporter's graph dump stays out of the terminal
+    assert not list(tmp_path.iterdir())
