@@ -1,13 +1,16 @@
 """Parameters and FLOPs per layer under the conventions of the original papers.
 
-The one home of the counting rules. A network is traced once on the meta
-device (shapes only, no memory, no arithmetic) with a forward hook on every
-module the convention counts; results are cached per design, so the app can
-recount on every edit.
+The one home of the counting conventions. A plain network is traced once on
+the meta device (shapes only, no memory, no arithmetic) with a forward hook on
+every module the convention counts; a design's changed convolutions are then
+counted by their kind's rule (designer.designs.kinds), so an edit costs no
+trace and the app can recount on every edit.
 
 Conventions:
 - macs: multiply-accumulates of convolutions and linear layers over active
-  weights only (no bias, no BN, no activations); the app's default.
+  weights only (no bias, no BN, no activations); a linear layer counts once
+  per token, nn.MultiheadAttention its projections and QK^T, AV products;
+  the app's default.
 - ask: the ASK paper's compute_flops.py with multiply_adds=False: conv
   (+bias), linear (+bias), BatchNorm2d 2*numel, ReLU numel, MaxPool2d /
   AvgPool2d modules kernel_area*numel of the output, per call; BatchNorm1d
