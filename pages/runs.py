@@ -36,7 +36,10 @@ def table() -> None:
                  column_config={"best acc (%)": st.column_config.NumberColumn(format="%.2f"),
                                 "params (M)": st.column_config.NumberColumn(format="%.4f"),
                                 "FLOPs (M)": st.column_config.NumberColumn(format="%.2f"),
-                                "latency (ms)": st.column_config.NumberColumn(format="%.2f")})
+                                "latency (ms)": st.column_config.NumberColumn(format="%.2f"),
+                                "ONNX latency (ms)": st.column_config.NumberColumn(
+                                    format="%.2f", help="its fast ONNX export in onnxruntime (Benchmark page, "
+                                                        "runtime onnxruntime)")})
 
 
 table()

@@ -5,11 +5,14 @@ testable without a browser and without Streamlit.
 """
 from __future__ import annotations
 
+import json
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from designer.bench.timing import NOISY
 from designer.designs.design import design_from_json
+from designer.networks.build import validate
 from designer.networks.editing import summarize
 
 EXPORT_FORMATS = {  # format -> (file name, mime type)
@@ -82,12 +85,16 @@ def benchmark_notes(result: dict) -> list[str]:
     return notes
 
 
-def latency_for(design_json: dict, benchmarks: list[dict], batch_size: int | None = None) -> dict | None:
-    """The newest saved inference benchmark of exactly this design: {median_ms, backend, batch_size, speedup}."""
+def latency_for(design_json: dict, benchmarks: list[dict], batch_size: int | None = None,
+                runtime: str = "torch") -> dict | None:
+    """The newest saved inference benchmark of exactly this design in `runtime` (torch, or onnxruntime: its fast
+    ONNX export): {median_ms, backend, batch_size, speedup}."""
     for bench in benchmarks:  # newest first
-        if bench["design"] != design_json or bench.get("mode") != "infer":
+        if bench.get("mode") != "infer" or bench["result"].get("runtime", "torch") != runtime:
             continue
         if batch_size is not None and bench["batch_size"] != batch_size:
+            continue
+        if not same_design(bench["design"], design_json):
             continue
         if all(layer.get("kind", "dense") == "dense" for layer in design_json.get("layers", [])):
             dense = bench["result"]["dense"]  # a dense design runs fastest as the baseline itself
@@ -100,6 +107,19 @@ def latency_for(design_json: dict, benchmarks: list[dict], batch_size: int | Non
     return None
 
 
+def same_design(a: dict, b: dict) -> bool:
+    """Whether two design JSONs describe one design (a version 1 row and its version 2 rewrite do)."""
+    return a == b or _canonical(json.dumps(a, sort_keys=True)) == _canonical(json.dumps(b, sort_keys=True))
+
+
+@lru_cache(maxsize=1024)
+def _canonical(text: str):
+    try:
+        return validate(design_from_json(json.loads(text)))
+    except Exception:  # an old or foreign row: it is only equal to itself
+        return text
+
+
 def describe_design_json(raw: dict) -> str:
     try:
         return summarize(design_from_json(raw))
@@ -108,7 +128,8 @@ def describe_design_json(raw: dict) -> str:
 
 
 def runs_table(runs: list[dict], benchmarks: list[dict]) -> list[dict]:
-    """One row per run: id, name, status, design, epoch, best accuracy, params, FLOPs, measured latency."""
+    """One row per run: id, name, status, design, epoch, best accuracy, params, FLOPs, measured latency in torch
+    and of its ONNX export in onnxruntime (the newest saved benchmarks of the same design)."""
     rows = []
     for run in runs:
         latency = run.get("latency_ms")
@@ -117,6 +138,7 @@ def runs_table(runs: list[dict], benchmarks: list[dict]) -> list[dict]:
             found = latency_for(run["design"], benchmarks)
             if found:
                 latency, source = found["median_ms"], f"{found['backend']}, batch {found['batch_size']}"
+        exported = latency_for(run["design"], benchmarks, runtime="onnxruntime")
         hp = run.get("hparams") or {}
         rows.append({
             "id": run["id"], "name": run.get("name", ""), "status": run["status"],
@@ -126,6 +148,8 @@ def runs_table(runs: list[dict], benchmarks: list[dict]) -> list[dict]:
             "params (M)": run["params"] / 1e6 if run.get("params") else None,
             "FLOPs (M)": run["flops"] / 1e6 if run.get("flops") else None,
             "latency (ms)": latency, "latency from": source,
+            "ONNX latency (ms)": exported["median_ms"] if exported else None,
+            "ONNX from": f"onnxruntime, batch {exported['batch_size']}" if exported else None,
             "error": run.get("error") or "",
         })
     return rows

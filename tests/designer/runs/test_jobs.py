@@ -7,7 +7,6 @@ import time
 import pytest
 
 from designer.designs.design import Design, Network
-
 from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks.build import dense_design

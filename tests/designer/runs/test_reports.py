@@ -35,6 +35,25 @@ def test_runs_table():
     assert row["design"] == "ResNet-20 on cifar10: ASK_5a x19" and row["epoch"] == "1/1"
     assert row["latency (ms)"] == 5.0 and row["latency from"] == "decomposed, batch 1"
     assert row["params (M)"] == 0.15 and row["FLOPs (M)"] == 23.0
+    assert row["ONNX latency (ms)"] is None
+
+
+def test_a_run_shows_its_exported_latency_in_onnxruntime_beside_its_torch_latency():
+    onnx = {**RESULT, "runtime": "onnxruntime", "dense": {"median_ms": 8.0, "layout": "onnx"},
+            "backends": {"onnxruntime": {"median_ms": 4.0, "speedup_vs_dense": 2.0, "layout": "onnx"}}}
+    run = {"id": 7, "name": "r", "status": "finished", "design": DESIGN, "hparams": {}, "params": 1, "flops": 1}
+    benches = [{"design": DESIGN, "mode": "infer", "batch_size": 32, "result": onnx},
+               {"design": DESIGN, "mode": "infer", "batch_size": 1, "result": RESULT}]
+    row = runs_table([run], benches)[0]
+    assert (row["latency (ms)"], row["latency from"]) == (5.0, "decomposed, batch 1")  # not the ONNX one
+    assert (row["ONNX latency (ms)"], row["ONNX from"]) == (4.0, "onnxruntime, batch 32")
+
+
+def test_a_benchmark_saved_with_a_version_1_design_still_belongs_to_its_run():
+    old = {"format": "kernel-studio-design", "version": 1, "network": {"arch": "resnet", "depth": 20,
+                                                                      "dataset": "cifar10"},
+           "padfree": False, "layers": DESIGN["layers"]}
+    assert latency_for(DESIGN, [{"design": old, "mode": "infer", "batch_size": 1, "result": RESULT}])["median_ms"] == 5.0
 
 
 def timed(median, low, high, repeats=5, **extra):

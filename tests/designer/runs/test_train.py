@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from designer.designs.design import Network
-
 from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
 from designer.networks.build import dense_design
