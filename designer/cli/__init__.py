@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from designer.cli import bench_command, design_commands, run_commands
+from designer.cli import bench_command, design_commands, run_commands, sweep_command
 from designer.cli.options import CliParser, check_output_path
 from designer.errors import MAX_MESSAGE, DesignError
 
@@ -21,7 +21,7 @@ OUTPUT_OPTIONS = ("out", "output")
 def build_parser() -> CliParser:
     parser = CliParser(prog="python -m designer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=CliParser)
-    for module in (design_commands, bench_command, run_commands):
+    for module in (design_commands, bench_command, run_commands, sweep_command):
         module.add_commands(commands)
     for sub in commands.choices.values():
         sub.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")

@@ -171,8 +171,8 @@ def is_run_process(pid: int | None, run_id: int) -> bool:
         argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
     except (OSError, IndexError):
         return False
-    if state in ("Z", "X") or "designer" not in argv or "train" not in argv:
-        return False
+    if state in ("Z", "X") or "designer" not in argv or not {"train", "sweep"} & set(argv):
+        return False  # a sweep's trials are runs whose pid is the process driving the sweep
     if "--run-id" in argv:
         i = argv.index("--run-id")
         return i + 1 < len(argv) and argv[i + 1] == str(run_id)
@@ -225,9 +225,10 @@ def stop_run(run_id: int, home_or_store=None) -> dict:
     """Stop a queued or running run (status stopped; its process group ends); returns the run."""
     store = _store(home_or_store)
     with store.connect(immediate=True) as db:
-        run = db.execute("SELECT status, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+        run = db.execute("SELECT status, pid, sweep_id FROM runs WHERE id = ?", (run_id,)).fetchone()
         if run is None:
             raise DesignError(f"no run with id {run_id}", "run")
+        _not_a_trial(run_id, run["sweep_id"], "stop")
         if run["status"] not in ("queued", "running"):
             raise DesignError(f"run {run_id} is {run['status']}, not queued or running", "run")
         alive = run["status"] == "running" and is_run_process(run["pid"], run_id)
@@ -236,6 +237,13 @@ def stop_run(run_id: int, home_or_store=None) -> dict:
         _terminate(run["pid"], run_id)
     tick(store)
     return store.get_run(run_id)
+
+
+def _not_a_trial(run_id: int, sweep_id: int | None, action: str) -> None:
+    """A sweep's trial is stopped and resumed with its sweep (Ray Tune drives it), not on its own."""
+    if sweep_id is not None:
+        raise DesignError(f"run {run_id} is a trial of sweep {sweep_id}: {action} the sweep (Sweeps page, or "
+                          f"`python -m designer sweep --{action} {sweep_id}`)", "run")
 
 
 def _terminate(pid: int, run_id: int) -> None:
@@ -263,6 +271,7 @@ def resume_run(run_id: int, home_or_store=None) -> dict:
     """Queue a stopped, interrupted or failed run again; it continues from its newest good checkpoint."""
     store = _store(home_or_store)
     refresh(store)
+    _not_a_trial(run_id, _get(store, run_id)["sweep_id"], "resume")
     if not store.update_run(run_id, only_if_status=("stopped", "interrupted", "failed"), status="queued",
                             error=None, finished=None, pid=None):
         run = _get(store, run_id)

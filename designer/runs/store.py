@@ -26,6 +26,9 @@ Tables:
 - benchmarks: results the Benchmark page saves (design, backend, batch
   size, mode, result JSON).
 - settings: key/value (the job queue's concurrency limit).
+- sweeps: one row per design sweep (designer.runs.sweeps): its spec, status, the
+  process driving it; each trial is a run with the sweep's id and its Ray Tune
+  trial id (sweep_id, trial_id). A trial that early stopping ended is "pruned".
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from urllib.parse import quote
 
 from designer.errors import DesignError
 
-STATUSES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
+STATUSES = ("queued", "running", "finished", "failed", "stopped", "interrupted", "pruned")
 ACTIVE = ("queued", "running")
 BUSY_TIMEOUT_MS = 30_000
 
@@ -84,12 +87,29 @@ CREATE TABLE IF NOT EXISTS benchmarks (
     time REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL DEFAULT '',
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    address TEXT NOT NULL DEFAULT '',
+    max_concurrent INTEGER,
+    trials INTEGER NOT NULL DEFAULT 0,
+    storage TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    wall_s REAL,
+    error TEXT
+);
 """
-ADDED_COLUMNS = {"runs": {"resume_step": "INTEGER NOT NULL DEFAULT 0"}}  # columns newer than some stores
-TABLES = ("runs", "metrics", "benchmarks", "settings")
+ADDED_COLUMNS = {"runs": {"resume_step": "INTEGER NOT NULL DEFAULT 0",  # columns newer than some stores
+                          "sweep_id": "INTEGER", "trial_id": "TEXT"}}
+TABLES = ("runs", "metrics", "benchmarks", "settings", "sweeps")
 
 RUN_FIELDS = ("name", "design", "hparams", "status", "pid", "run_dir", "started", "finished", "error", "epoch",
-              "step", "best_acc", "params", "flops", "latency_ms", "resume_step")
+              "step", "best_acc", "params", "flops", "latency_ms", "resume_step", "sweep_id", "trial_id")
 SALVAGE_FAILURES = 20_000  # unreadable rowid ranges tried before giving a table up
 _checked: set[Path] = set()  # stores whose quick_check passed in this process
 
@@ -264,12 +284,16 @@ class RunStore:
                              (str(Path(run_dir).resolve()),)).fetchone()
         return _run_dict(row) if row else None
 
-    def list_runs(self, statuses: tuple[str, ...] | None = None) -> list[dict]:
-        """Runs, newest first; only the given statuses if any."""
-        query, args = "SELECT * FROM runs", ()
+    def list_runs(self, statuses: tuple[str, ...] | None = None, sweep_id: int | None = None) -> list[dict]:
+        """Runs, newest first; only the given statuses if any, only one sweep's trials if given."""
+        where, args = [], []
         if statuses:
-            query += f" WHERE status IN ({','.join('?' * len(statuses))})"
-            args = tuple(statuses)
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args += list(statuses)
+        if sweep_id is not None:
+            where.append("sweep_id = ?")
+            args.append(sweep_id)
+        query = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self.connect() as db:
             return [_run_dict(row) for row in db.execute(query + " ORDER BY id DESC", args)]
 
