@@ -100,27 +100,52 @@ def connect(address: str = "", cpus: int | None = None):
     return ray
 
 
+ACK_POLL_S = 0.02
+
+
 def _inbox_class():
     ray = _ray()
 
     @ray.remote(num_cpus=0, max_restarts=0)
     class Inbox:
-        """Events from trials and Tune's callbacks, in arrival order, until the driver takes them."""
+        """Events from trials and Tune's callbacks, numbered in arrival order, until the driver takes them.
+        A sender may wait until the driver has applied its event to the store (`wait`): a trial sends
+        its epoch's metrics before writing the checkpoint a resume continues from, so a kill between
+        the two loses nothing."""
 
         def __init__(self):
-            self.items = collections.deque()
+            self.items, self.sent, self.applied = collections.deque(), 0, 0
 
-        def put(self, item) -> None:
-            self.items.append(item)
+        async def put(self, item) -> int:
+            self.sent += 1
+            self.items.append((self.sent, item))
+            return self.sent
 
-        def take(self, limit: int = 500) -> list:
+        async def take(self, limit: int = 500, timeout: float = 0.5) -> list:
+            import asyncio
+            waited = 0.0
+            while not self.items and waited < timeout:
+                await asyncio.sleep(ACK_POLL_S)
+                waited += ACK_POLL_S
             return [self.items.popleft() for _ in range(min(limit, len(self.items)))]
+
+        async def done(self, seq: int) -> None:
+            self.applied = max(self.applied, seq)
+
+        async def wait(self, seq: int, timeout: float) -> bool:
+            import asyncio
+            waited = 0.0
+            while self.applied < seq and waited < timeout:
+                await asyncio.sleep(ACK_POLL_S)
+                waited += ACK_POLL_S
+            return self.applied >= seq
 
     return Inbox
 
 
 class Drain(threading.Thread):
-    """The driver's thread that moves the inbox's events into the store (TrialWriter), in order."""
+    """The driver's thread that moves the inbox's events into the store (TrialWriter), in order, and tells
+    the inbox which it has applied."""
 
     def __init__(self, inbox, writer: TrialWriter):
         super().__init__(name="sweep-drain", daemon=True)
@@ -134,16 +159,17 @@ class Drain(threading.Thread):
             except Exception as err:  # the inbox is gone (Ray shutting down)
                 self.error = err
                 return
-            for event in events:
+            for seq, event in events:
                 try:
                     self.writer.apply(event)
                 except Exception as err:  # one bad event must not stop the others reaching the store
                     print(f"warning: could not record {event.get('kind')} of trial {event.get('trial_id')}: "
                           f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
-            if not events:
-                if self.stopping.is_set():
-                    return
-                time.sleep(0.2)
+            if events:
+                with contextlib.suppress(Exception):
+                    ray.get(self.inbox.done.remote(events[-1][0]))
+            elif self.stopping.is_set():
+                return
 
     def finish(self) -> None:
         self.stopping.set()

@@ -53,8 +53,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from designer.designs.design import (DESIGN_KEYS, Design, check_keys, design_from_json, did_you_mean,
-                                     layer_from_json, load_json_text)
+from designer.designs.design import (
+    DESIGN_KEYS,
+    Design,
+    check_keys,
+    design_from_json,
+    did_you_mean,
+    layer_from_json,
+    load_json_text,
+)
 from designer.designs.kinds import DENSE, LayerChoice, describe_choice
 from designer.designs.shapes import ASK_PRESETS
 from designer.errors import DesignError, shown
@@ -492,9 +499,10 @@ def design_for(plan: dict, config: dict) -> tuple[Design, HParams, str]:
 
 
 def grid_configs(plan: dict) -> list[dict]:
-    """Every combination's config, in order (the grid's trials)."""
-    keys = [axis["key"] for axis in plan["axes"]]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(axis["labels"] for axis in plan["axes"]))]
+    """Every combination's config in Tune's grid order (the first axis varies fastest)."""
+    axes = plan["axes"][::-1]
+    return [{axis["key"]: label for axis, label in zip(axes, combo)}
+            for combo in itertools.product(*(axis["labels"] for axis in axes))]
 
 
 def baseline_in_grid(plan: dict) -> bool:

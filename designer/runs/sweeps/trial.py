@@ -31,8 +31,12 @@ from designer.runs.sweeps.writer import trial_dir
 MEASURED = "measured.json"
 
 
+ACK_TIMEOUT_S = 30.0
+
+
 class Outbox:
-    """Sends a trial's events to the sweep's inbox actor (synchronously: in order, delivered)."""
+    """Sends a trial's events to the sweep's inbox actor and waits until the driver has written them to the
+    store: in order, and on disk before the trainer writes the checkpoint that follows them."""
 
     def __init__(self, inbox: dict, trial_id: str):
         self.name, self.namespace, self.trial_id, self.actor = inbox["name"], inbox["namespace"], trial_id, None
@@ -41,7 +45,9 @@ class Outbox:
         import ray
         if self.actor is None:
             self.actor = ray.get_actor(self.name, namespace=self.namespace)
-        ray.get(self.actor.put.remote({"kind": kind, "trial_id": self.trial_id, **fields}))
+        seq = ray.get(self.actor.put.remote({"kind": kind, "trial_id": self.trial_id, **fields}))
+        if not ray.get(self.actor.wait.remote(seq, ACK_TIMEOUT_S)):
+            raise TimeoutError(f"the sweep's driver did not write the {kind} event within {ACK_TIMEOUT_S:.0f} s")
 
 
 class TrialStore:
