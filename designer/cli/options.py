@@ -262,22 +262,32 @@ def apply_variant_options(design: Design, args) -> Design:
 
 def dense_weights_model(design: Design, checkpoint: str | None) -> torch.nn.Module:
     """The dense network whose weights choose the ranks: the checkpoint's, else a seeded fresh init."""
+    dense = dense_design(design.network, design.padfree)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = build_model(dense_design(design.network, design.padfree))
+        model = build_model(dense)
     if checkpoint is not None:
-        load_weights(model, checkpoint)
+        load_weights(model, checkpoint, dense)
     return model
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Load our checkpoint (a state_dict, or a dict holding one; designer.networks.weights reads it) exactly."""
+def load_weights(model: torch.nn.Module, path: str, design: Design) -> None:
+    """Load weights into `model` (built by build_model(design)): exactly when they are this design's (a
+    state_dict or a run checkpoint of it); else as start weights (designer.networks.weights: the original
+    network's own state_dict, or another design's, each conv taking them by its kind). A classifier head for
+    other classes is refused here: inference and export need trained logits."""
     state = read_weights(path).state_dict
     try:
         model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise DesignError(f"the weights do not fit the design: {first[:200]}", path) from None
+        return
+    except RuntimeError:
+        pass
+    from designer.networks.weights import load_start_weights
+    try:
+        load_start_weights(model, design, path, fresh_head=False)
+    except DesignError as err:
+        reason = str(err).split(": ", 1)[-1] if err.where else str(err)  # without the file name: it comes first
+        raise DesignError(f"the weights do not fit the design: {reason}", path) from None
 
 
 def load_file(path: str, what: str):
