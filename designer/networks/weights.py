@@ -34,7 +34,7 @@ from designer.designs.design import Design, Network, design_from_json
 from designer.designs.kinds import DENSE
 from designer.errors import DesignError
 from designer.networks.build import build_model, design_layers, validate
-from designer.networks.sources import plain_network, resolve
+from designer.networks.sources import resolve, traced_network
 from models.layers.lowrank import LowRankConv2d
 from models.torchvision_models import AUX_HEADS
 
@@ -185,7 +185,8 @@ def _without_aux_heads(design: Design, state: dict) -> tuple[dict, str]:
 
 @lru_cache(maxsize=64)
 def _dense_keys(network: Network, padfree: bool) -> frozenset:
-    return frozenset(plain_network(network, padfree, device="meta").state_dict())
+    with traced_network(network, padfree) as model:
+        return frozenset(model.state_dict())
 
 
 @lru_cache(maxsize=64)
@@ -193,17 +194,20 @@ def classifier_head(network: Network, padfree: bool = False) -> str | None:
     """The module path of the classifier head: the last nn.Linear or nn.Conv2d the forward runs, when its output
     features are the network's classes (None otherwise)."""
     network = resolve(network, padfree)
-    model = plain_network(network, padfree, device="meta")
-    names = {module: name for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}
-    called: list[nn.Module] = []
-    handles = [module.register_forward_hook(lambda m, i, o: called.append(m)) for module in names]
-    model.eval()
-    try:
-        with torch.no_grad(), torch.device("meta"):
-            model(torch.empty(1, *network.input_shape, device="meta"))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with traced_network(network, padfree) as model:
+        names = {module: name for name, module in model.named_modules()
+                 if isinstance(module, (nn.Linear, nn.Conv2d))}
+        called: list[nn.Module] = []
+        handles = [module.register_forward_hook(lambda m, i, o: called.append(m)) for module in names]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), torch.device("meta"):
+                model(torch.empty(1, *network.input_shape, device="meta"))
+        finally:
+            for handle in handles:
+                handle.remove()
+            model.train(was_training)
     if not called:
         return None
     last = called[-1]
@@ -226,7 +230,8 @@ def _fresh_head(design: Design, state: dict) -> tuple[dict, frozenset, str]:
     if f"{head}.weight" not in wrong or not set(wrong) <= set(keys) or \
             any(tuple(state[k].shape[1:]) != expected[k][1:] for k in wrong):
         return state, frozenset(), ""
-    module = copy.deepcopy(plain_network(design.network, design.padfree, device="meta").get_submodule(head))
+    with traced_network(design.network, design.padfree) as model:
+        module = copy.deepcopy(model.get_submodule(head))
     with torch.random.fork_rng(devices=[]):  # a placeholder init must not move the caller's random stream
         module = module.to_empty(device="cpu")
         module.reset_parameters()
