@@ -286,8 +286,9 @@ def scan_image_folder(data_dir: str | Path | None) -> ImageFolderLayout:
 
 def _signature(root: Path) -> tuple:
     """Modification times of the folder, its sub-folders and theirs: a changed listing rescans."""
+    children = _subdirs(root)
     sig = []
-    for level in (root, *[d for d in _subdirs(root)], *[g for d in _subdirs(root) for g in _subdirs(d)]):
+    for level in (root, *children, *[g for d in children for g in _subdirs(d)]):
         with contextlib.suppress(OSError):
             sig.append((str(level), level.stat().st_mtime_ns))
     return tuple(sig)
