@@ -191,6 +191,19 @@ def has_depth(arch: str) -> bool:
     return bool(model_info(arch).depths)
 
 
+def source_input_size(network: Network) -> int:
+    """The input side (pixels) the network's source defines: a paper family's (32), the crop of torchvision's
+    weights (224 for most), 224 for an entry point."""
+    from designer.networks.sources import ENTRY_POINT_INPUT
+    from models.torchvision_models import default_input_shape
+
+    if network.source == "paper":
+        return model_info(network.arch).input_shape[-1]
+    if network.source == "torchvision":
+        return default_input_shape(network.arch)[-1]
+    return ENTRY_POINT_INPUT[-1]
+
+
 def full_kxk_layers(design: Design) -> list[int]:
     """Convolutions ASK shapes can take: full (ungrouped) k x k, k > 1, padded 'same'."""
     return [conv.index for conv in design_layers(design) if conv.spec.k in KERNEL_SIZES
@@ -483,8 +496,12 @@ def uniform_preset(design: Design) -> str | None:
     return names.pop()
 
 
+MAX_SUMMARY_RUNS = 8
+
+
 def summarize(design: Design) -> str:
-    """One line: 'VGG-16 on cifar10: ASK_5a x10, ASK_2 x3' (runs of equal choices, in order)."""
+    """One line: 'VGG-16 on cifar10: ASK_5a x10, ASK_2 x3' (runs of equal choices, in order); past
+    MAX_SUMMARY_RUNS runs, each choice's total in order of first use: 'dense x62, ASK_5a x58 (interleaved, ...)'."""
     net = design.network
     runs: list[list] = []
     for choice in design.layers:
@@ -494,6 +511,11 @@ def summarize(design: Design) -> str:
         else:
             runs.append([label, 1])
     body = ", ".join(f"{label} x{n}" for label, n in runs) if runs else "no layers"
+    if len(runs) > MAX_SUMMARY_RUNS:  # interleaved choices (DenseNet's 1x1 and 3x3): totals, not 100 runs
+        counts: dict[str, int] = {}
+        for label, n in runs:
+            counts[label] = counts.get(label, 0) + n
+        body = ", ".join(f"{label} x{n}" for label, n in counts.items()) + f" (interleaved, {len(runs)} runs)"
     pad = ", padding-free" if design.padfree else ""
     return f"{network_label(net)} on {net.dataset}: {body}{pad}"
 
