@@ -77,7 +77,8 @@ scope = c1.selectbox("Layers", scopes, key="analyze_scope", format_func=lambda s
     f"Stage {by_stage[s].label}", help="a stage's layers, the costliest ones, or all of them (a long list scrolls)")
 metric = c2.segmented_control("Show", [cost, "params"], default=cost, key="analyze_metric") or cost
 key = "FLOPs" if metric == cost else "params"
-log_y = c3.toggle("Log scale", value=n_rows > 30, key="analyze_log",
+whole = st.session_state.analyze_scope == "all"  # every layer: a log scale by default on a long list
+log_y = c3.toggle("Log scale", value=n_rows > 30 if whole else False, key="analyze_log" if whole else "analyze_log_part",
                   help="Layers of one network differ by orders of magnitude (a squeeze-excite 1x1 against a stem "
                        "conv): a log scale shows the small ones")
 stage = by_stage.get(scope)
@@ -108,10 +109,10 @@ else:  # many layers: one row each, named, in a box that scrolls
         go.Bar(name="this design", orientation="h", y=ticks, x=[r[key] for r in rows][::-1], customdata=choice,
                hovertemplate=hover, marker_color="#1f6feb"),
     ])
-    height = 90 + 30 * len(rows)
-    fig.update_layout(barmode="group", height=height, margin=dict(l=10, r=10, t=40, b=10),
+    height = 130 + 30 * len(rows)
+    fig.update_layout(barmode="group", height=height, margin=dict(l=10, r=10, t=110, b=10),
                       xaxis=dict(title=f"{metric} per image ({conv})", side="top"), bargap=0.25,
-                      legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"),
+                      legend=dict(orientation="h", y=1 + 75 / (height - 120), yanchor="bottom", x=0),
                       yaxis=dict(type="category", automargin=True, tickfont=dict(size=11)))
     fig.update_xaxes(type="log" if log_y else "linear")
     with st.container(height=min(height + 20, 620), border=False):

@@ -365,7 +365,7 @@ eligible = editing.eligible_layers(d, kind, view)
 b6.button(f"Select {len(eligible)} eligible", key="sel_eligible", on_click=_select_eligible, width="stretch",
           disabled=not eligible)
 
-v1, v2, v3, v4, v5, v6 = st.columns([2.2, 1.6, 2.2, 1.2, 0.8, 0.8], vertical_alignment="bottom")
+v1, v2, v3, v4, v5, v6 = st.columns([2.4, 1.7, 2.2, 1.1, 0.8, 1.0], vertical_alignment="bottom")
 v1.selectbox("Stage", ["", *by_stage], key="view_stage",
              format_func=lambda g: f"All stages ({n} convs)" if not g else
              f"{by_stage[g].label} · {_changed(by_stage[g].indices)} changed",
@@ -377,7 +377,7 @@ v2.selectbox("Block", ["", *blocks], key="view_block", disabled=not blocks,
 v3.text_input("Name pattern", key="sel_pattern", placeholder="e.g. layer3.*  or  *conv2",
               help="a shell-style pattern over the module paths (* any text, ? one character); text without a "
                    "wildcard matches anywhere in the name. It filters the table; the buttons select what it shows")
-v4.button(f"Select these {len(view)}", key="sel_match", on_click=_select_view, args=("replace",), width="stretch",
+v4.button(f"Select {len(view)}", key="sel_match", on_click=_select_view, args=("replace",), width="stretch",
           help="select exactly the layers shown below")
 v5.button("Add", key="sel_add", on_click=_select_view, args=("add",), width="stretch",
           help="add the layers shown below to the selection")
@@ -406,11 +406,18 @@ st.dataframe(
     height=min(max(len(view), 1), 14) * 35 + 38, on_select=_select_in_table, selection_mode="multi-row",
     column_order=["#", "layer", "Cin", "Cout", "kernel", "size", "stride", "choice", "params", "FLOPs", "vs dense"],
     column_config={
-        "#": st.column_config.NumberColumn(width="small"),
-        "choice": st.column_config.TextColumn(width="medium"),
-        "params": st.column_config.NumberColumn(format="localized"),
-        "FLOPs": st.column_config.NumberColumn(cost, format="localized", help=f"per image, `{state.convention()}`"),
-        "vs dense": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0,
+        "#": st.column_config.NumberColumn(width=40),
+        "layer": st.column_config.TextColumn(width=235, help="the module path"),
+        "Cin": st.column_config.NumberColumn(width=48),
+        "Cout": st.column_config.NumberColumn(width=50),
+        "kernel": st.column_config.TextColumn(width=55),
+        "size": st.column_config.TextColumn(width=68, help="input height x width"),
+        "stride": st.column_config.NumberColumn(width=48),
+        "choice": st.column_config.TextColumn(width=100),
+        "params": st.column_config.NumberColumn(format="localized", width=80),
+        "FLOPs": st.column_config.NumberColumn(cost, format="localized", width=95,
+                                               help=f"per image, `{state.convention()}`"),
+        "vs dense": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0, width=80,
                                                     help=f"this layer's {cost} / the dense layer's"),
     },
 )

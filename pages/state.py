@@ -109,11 +109,11 @@ def start_weights() -> tuple[str | None, str]:
     run_id = st.session_state.get("train_start_run", kept.get("train_start_run"))
     if start == "run" and run_id is not None:
         run = jobs.open_store().get_run(run_id)
-        if run and run["status"] == "finished" and same_network(design(), design_from_json(run["design"])):
-            try:
+        try:
+            if run and run["status"] == "finished" and same_network(design(), design_from_json(run["design"])):
                 return str(run_weights_path(run)), f"the weights of run {run_id}"
-            except DesignError:
-                pass
+        except DesignError:  # its weights are gone, or the server cannot build its network
+            pass
     return None, "fresh (seeded) weights"
 
 
