@@ -395,11 +395,11 @@ ticked = [r for r, i in enumerate(view) if i in chosen]
 table_state = st.session_state.get("layer_table")
 if table_state is None or list(table_state["selection"]["rows"]) != ticked:
     st.session_state.layer_table = {"selection": {"rows": ticked, "columns": [], "cells": []}}
-shown_sel = len(ticked)
-st.caption(f"Showing {len(view)} of {n} convolutions"
-           + (f" ({stage.name}{' / ' + st.session_state.view_block if st.session_state.get('view_block') else ''}"
-              f"{', ' + repr(pattern) if pattern else ''})" if stage or pattern else "")
-           + f" · {len(selection)} selected" + (f", {shown_sel} of them shown" if len(view) < n else "")
+where = [f"{stage.name}" + (f" / {st.session_state.view_block}" if st.session_state.get("view_block") else "")
+         ] if stage else []
+where += [repr(pattern)] if pattern else []
+st.caption(f"Showing {len(view)} of {n} convolutions" + (f" ({', '.join(where)})" if where else "")
+           + f" · {len(selection)} selected" + (f", {len(ticked)} of them shown" if len(view) < n else "")
            + ". Tick rows to select them.")
 st.dataframe(
     [rows[i] for i in view], hide_index=True, width="stretch", key="layer_table",

@@ -119,7 +119,7 @@ with c3:
 
 if data == IMAGE_FOLDER:
     st.text_input("Image folder (a path on the machine the app runs on)", key="train_data_dir",
-                  placeholder="/data/my-images", disabled=not FOLDERS,
+                  placeholder="/data/my-images",
                   help="one sub-folder per class (root/class/image.jpg), or train/ and val/ with class folders "
                        "inside; without val/ a fixed 90/10 split per class is held out")
     if folder_classes:

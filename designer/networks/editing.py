@@ -154,10 +154,12 @@ def lowrank_targets(design: Design, indices, rank: int) -> tuple[list[int], list
     layer whose factor pair would cost at least the dense conv's MACs stays dense (designer.networks.lowrank)."""
     from designer.networks.lowrank import why_not_lowrank
 
+    from designer.networks.build import why_not_layer
+
     keep, notes = [], []
     convs = design_layers(design)
     for i in sorted(set(indices)):
-        why = why_not_lowrank(convs[i], rank)
+        why = why_not_layer(LayerChoice.lowrank(rank), convs[i]) or why_not_lowrank(convs[i], rank)
         if why:
             notes.append(f"layer {i + 1} stays as it is: {why}")
         else:
