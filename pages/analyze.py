@@ -55,10 +55,12 @@ if len(stage_groups) > 1:
                marker_color="#b0b7c3", hovertemplate=hover),
         go.Bar(name="this design", orientation="h", y=labels, x=[s["FLOPs"] for s in stages][::-1],
                marker_color="#1f6feb", hovertemplate=hover,
-               text=[f"{s['vs dense']:.2f}x" if s["changed"] else "" for s in stages][::-1], textposition="outside"),
+               text=[f"{s['vs dense']:.2f}x" if s["changed"] else "" for s in stages][::-1], textposition="outside",
+               textfont=dict(size=12), cliponaxis=False),
     ])
-    fig.update_layout(barmode="group", height=80 + 34 * len(stages), margin=dict(l=10, r=40, t=30, b=10),
-                      xaxis_title=f"{cost} per image ({conv})", legend=dict(orientation="h", y=1.08),
+    fig.update_layout(barmode="group", height=100 + 34 * len(stages), margin=dict(l=10, r=40, t=40, b=10),
+                      xaxis_title=f"{cost} per image ({conv})",
+                      legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0),
                       yaxis=dict(type="category", automargin=True))
     st.plotly_chart(fig, key="stage_bars")
     st.caption("Stages follow the module paths (a network of many small blocks is grouped by resolution); the "

@@ -397,7 +397,7 @@ if table_state is None or list(table_state["selection"]["rows"]) != ticked:
     st.session_state.layer_table = {"selection": {"rows": ticked, "columns": [], "cells": []}}
 where = [f"{stage.name}" + (f" / {st.session_state.view_block}" if st.session_state.get("view_block") else "")
          ] if stage else []
-where += [repr(pattern)] if pattern else []
+where += [state.plain(repr(pattern))] if pattern else []  # typed text: shown as typed
 st.caption(f"Showing {len(view)} of {n} convolutions" + (f" ({', '.join(where)})" if where else "")
            + f" · {len(selection)} selected" + (f", {len(ticked)} of them shown" if len(view) < n else "")
            + ". Tick rows to select them.")
