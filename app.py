@@ -16,6 +16,7 @@ pages = [
     st.Page("pages/benchmark.py", title="Benchmark", icon=":material/timer:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+    st.Page("pages/sweeps.py", title="Sweeps", icon=":material/grid_view:"),
 ]
 page = st.navigation(pages)
 st.sidebar.title("Kernel Studio")

@@ -8,13 +8,15 @@ import streamlit as st
 
 from designer.designs.design import design_from_json
 from designer.errors import DesignError
-from designer.networks.build import validate
 from designer.networks import editing
+from designer.networks.build import validate
 from designer.networks.weights import dense_start_weights
 from designer.runs import jobs
 from designer.runs.checkpoints import run_weights_path
 from designer.runs.reports import curves, export_bytes, runs_table
+from designer.runs.sweeps.records import list_sweeps
 from pages import state
+from pages.pareto import pareto_charts
 
 st.title("Runs")
 st.caption("Every training run of this workspace, whoever started it (this tab, another tab, the CLI). "
@@ -92,6 +94,18 @@ if scatter:
         s2.plotly_chart(fig, key="acc_vs_latency")
     else:
         s2.caption("Benchmark a run's design (Benchmark page) to place it against latency.")
+
+sweeps = list_sweeps(store)
+if sweeps:
+    st.subheader("Sweeps")
+    sweep_by_id = {s["id"]: s for s in sweeps}
+    sweep_id = st.selectbox("Sweep", list(sweep_by_id), key="runs_sweep",
+                            format_func=lambda i: f"{i} · {sweep_by_id[i]['name'] or 'sweep'} · "
+                                                  f"{sweep_by_id[i]['status']} · {sweep_by_id[i]['trials']} trials")
+    pareto_charts(store, sweep_id, "runs_pareto")
+    st.caption("The dotted step line is the Pareto front: finished trials no other finished trial beats (cheaper "
+               "and at least as accurate). x: stopped early by the scheduler (not on the front); star: the dense "
+               "baseline. Latency is measured on the trial's node at the sweep's batch size.")
 
 st.subheader("Act on a run")
 run_id = st.selectbox("Run", ids, key="runs_selected",

@@ -141,7 +141,7 @@ def runs_table(runs: list[dict], benchmarks: list[dict]) -> list[dict]:
         exported = latency_for(run["design"], benchmarks, runtime="onnxruntime")
         hp = run.get("hparams") or {}
         rows.append({
-            "id": run["id"], "name": run.get("name", ""), "status": run["status"],
+            "id": run["id"], "name": run.get("name", ""), "status": run["status"], "sweep": run.get("sweep_id"),
             "design": describe_design_json(run["design"]),
             "epoch": f"{run.get('epoch', 0)}/{hp.get('epochs', '?')}", "step": run.get("step", 0),
             "best acc (%)": run.get("best_acc"),

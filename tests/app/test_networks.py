@@ -14,7 +14,8 @@ from designer.networks import editing
 from designer.networks.build import dense_design, design_layers
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGES = ["pages/design.py", "pages/analyze.py", "pages/benchmark.py", "pages/train.py", "pages/runs.py"]
+PAGES = ["pages/design.py", "pages/analyze.py", "pages/benchmark.py", "pages/train.py", "pages/runs.py",
+         "pages/sweeps.py"]
 TINY = "tests.app.models_for_tests:tiny_cnn"
 TRAP = "tests.app.import_trap"
 

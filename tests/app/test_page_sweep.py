@@ -17,7 +17,8 @@ from designer.networks.variants import hetconv_layers, lowrank_layers, pruning_l
 from models import list_models, supports_padfree
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGES = ["pages/design.py", "pages/analyze.py", "pages/benchmark.py", "pages/train.py", "pages/runs.py"]
+PAGES = ["pages/design.py", "pages/analyze.py", "pages/benchmark.py", "pages/train.py", "pages/runs.py",
+         "pages/sweeps.py"]
 
 
 def _networks():

@@ -10,7 +10,8 @@ from designer.networks.editing import summarize
 from designer.runs import jobs
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGES = ["pages/design.py", "pages/analyze.py", "pages/benchmark.py", "pages/train.py", "pages/runs.py"]
+PAGES = ["pages/design.py", "pages/analyze.py", "pages/benchmark.py", "pages/train.py", "pages/runs.py",
+         "pages/sweeps.py"]
 ASK_MY = "[[[2,4,5,6,8]]]*10 + [[[2,5],[4,5],[5,6],[5,8]]]*3"
 
 

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from designer.runs.sweeps.spec import (
     read_spec,
 )
 from designer.runs.sweeps.writer import TrialWriter
+from tests.processes import assert_no_processes_left, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((REPO / "examples").glob("sweep-*.json"))
@@ -212,16 +212,6 @@ def test_a_sweeps_trial_is_stopped_and_resumed_with_its_sweep(tmp_path):
 
 # --- real sweeps on Ray -------------------------------------------------------------------------------------
 
-def wait_for(predicate, timeout=240.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
-
-
 def wait_until_done(store: RunStore, sweep_id: int, home: Path, timeout: float = 300.0) -> None:
     """Until the sweep's process has recorded its end and exited; stopped (and its group killed) if not."""
     pid = records.get_sweep(store, sweep_id)["pid"]
@@ -233,21 +223,6 @@ def wait_until_done(store: RunStore, sweep_id: int, home: Path, timeout: float =
             records.stop_sweep(sweep_id, home)
         elif records.is_sweep_process(pid, sweep_id):
             records.kill_group(pid)
-
-
-def session_processes(sid: int) -> list[str]:
-    """Processes of a session (a sweep's or a head node's: every Ray process it started)."""
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if line.split()[1] == str(sid) and line.split()[0] != str(sid)]
-
-
-def assert_no_processes_left(sid: int, timeout: float = 30.0) -> None:
-    try:
-        wait_for(lambda: not session_processes(sid), timeout, 0.5)
-    except AssertionError:
-        left = session_processes(sid)
-        os.killpg(sid, signal.SIGKILL) if left else None
-        raise AssertionError(f"left running: {left}") from None
 
 
 def check_the_tiny_sweep(store: RunStore, sweep_id: int, status: str = "finished") -> list[dict]:
