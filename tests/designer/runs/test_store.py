@@ -107,10 +107,13 @@ def test_an_older_store_gains_the_resume_step_column(tmp_path):
 
 
 def corrupt_a_page(path: Path, at: float = 0.2) -> None:
-    """Overwrite one page's cells (its header kept) at a fraction of the file: a metrics leaf, here."""
+    """Overwrite one page's cells (its header kept): the first table leaf with rows from a fraction of the file
+    on (a metrics leaf, in a store of mostly metrics; an empty page would go unnoticed)."""
     data = bytearray(path.read_bytes())
     page = 4096
     middle = int(len(data) // page * at) * page
+    while data[middle] != 0x0D or int.from_bytes(data[middle + 3:middle + 5], "big") < 10:  # a leaf holding rows
+        middle += page
     data[middle + 16:middle + page] = b"\xa5" * (page - 16)
     path.write_bytes(bytes(data))
 
