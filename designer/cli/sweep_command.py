@@ -4,6 +4,7 @@
     python -m designer sweep --resume ID     # a stopped or killed sweep: finished trials are not rerun
     python -m designer sweep --stop ID       # a sweep running in another process (the app's)
     python -m designer sweep --list
+    python -m designer sweep --delete ID     # its trials' runs and its experiment folder
 """
 from __future__ import annotations
 
@@ -34,11 +35,16 @@ def cmd_sweep(args) -> dict:
     from designer.runs.sweeps import records
     from designer.runs.sweeps.spec import read_spec
 
-    given = [name for name in ("spec", "resume", "stop", "sweep_id") if getattr(args, name) is not None]
+    given = [name for name in ("spec", "resume", "stop", "sweep_id", "delete") if getattr(args, name) is not None]
     given += ["list"] if args.list else []
     if len(given) != 1:
-        raise DesignError("give one of SPEC.json, --resume ID, --stop ID, --list", "sweep")
+        raise DesignError("give one of SPEC.json, --resume ID, --stop ID, --delete ID, --list", "sweep")
     store = jobs.open_store(args.home)
+    if args.delete is not None:
+        records.delete_sweep(args.delete, store.path.parent)
+        if not args.json:
+            print(f"deleted sweep {args.delete}")
+        return {"deleted": args.delete}
     if args.list:
         sweeps = records.list_sweeps(store)
         result = {"sweeps": [{k: s[k] for k in ("id", "name", "status", "trials", "address", "created", "wall_s",
@@ -86,6 +92,8 @@ def add_commands(commands) -> None:
                        help="resume a stopped or killed sweep (Ray Tune's restore: finished trials stay)")
     sweep.add_argument("--stop", type=int_in(1, MAX_ID, "--stop"), metavar="ID",
                        help="stop a sweep running in another process (its trials keep their checkpoints)")
+    sweep.add_argument("--delete", type=int_in(1, MAX_ID, "--delete"), metavar="ID",
+                       help="delete a sweep that is not running: its trials' runs and its experiment folder")
     sweep.add_argument("--list", action="store_true", help="every sweep of the workspace")
     sweep.add_argument("--sweep-id", type=int_in(1, MAX_ID, "--sweep-id"), metavar="ID",
                        help="drive a recorded sweep (how the app starts sweeps)")

@@ -22,7 +22,7 @@ from pathlib import Path
 from designer.designs.design import design_from_json
 from designer.errors import DesignError
 from designer.runs.store import RunStore, StoreError
-from designer.runs.sweeps.spec import SweepSpec, is_dense, load_spec
+from designer.runs.sweeps.spec import SweepSpec, is_dense
 
 SWEEP_STATUSES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
 SWEEP_FIELDS = ("name", "spec", "status", "pid", "address", "max_concurrent", "trials", "storage", "started",
@@ -313,8 +313,3 @@ def log_tail(sweep_id: int, home, max_bytes: int = 20_000) -> str:
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - max_bytes))
         return f.read().decode(errors="replace")
-
-
-def spec_of(sweep: dict) -> SweepSpec:
-    """The checked spec of a recorded sweep."""
-    return load_spec(sweep["spec"])

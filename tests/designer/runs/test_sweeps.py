@@ -210,6 +210,24 @@ def test_a_sweeps_trial_is_stopped_and_resumed_with_its_sweep(tmp_path):
             action(run_id, store)
 
 
+def test_the_cli_lists_and_deletes_a_sweep_with_its_trials(tmp_path, capsys):
+    from designer.cli import main
+    store = jobs.open_store(tmp_path)
+    sweep_id = records.create_sweep(store, load_spec(tiny()), status="finished")
+    folder = Path(records.get_sweep(store, sweep_id)["storage"])
+    (folder / "tune").mkdir(parents=True)
+    run_dir = tmp_path / "runs" / f"sweep{sweep_id}-t_00000"
+    run_dir.mkdir(parents=True)
+    store.create_run({"layers": []}, {}, f"sweep {sweep_id}: a", "finished", run_dir=str(run_dir), sweep_id=sweep_id,
+                     trial_id="t_00000")
+    other = store.create_run({"layers": []}, {}, "not a trial", "finished")
+    assert main(["sweep", "--list", "--json", "--home", str(tmp_path)]) == 0
+    assert [s["id"] for s in json.loads(capsys.readouterr().out)["sweeps"]] == [sweep_id]
+    assert main(["sweep", "--delete", str(sweep_id), "--home", str(tmp_path)]) == 0
+    assert not records.list_sweeps(store) and [r["id"] for r in store.list_runs()] == [other]
+    assert not folder.exists() and not run_dir.exists()
+
+
 # --- real sweeps on Ray -------------------------------------------------------------------------------------
 
 def wait_until_done(store: RunStore, sweep_id: int, home: Path, timeout: float = 300.0) -> None:
