@@ -26,7 +26,7 @@ def _table(result: dict) -> None:
         latency = f"{t['latency_ms']:.2f}ms" if t["latency_ms"] is not None else "-"
         marks = ("M" if t["run_id"] in front else "-") + ("L" if t["run_id"] in fast else "-")
         print(f"{t['run_id']:5d} {t['status']:9} {acc:>8} {params:>9} {macs:>9} {latency:>9}  {marks:6}  "
-              f"{t['choices']}{' (dense baseline)' if t['baseline'] else ''}")
+              f"{t['choices']}{' (dense baseline)' if t['baseline'] and t['choices'] != 'dense baseline' else ''}")
     print("pareto: M = on the accuracy/MACs front, L = on the accuracy/latency front (finished trials)")
 
 
