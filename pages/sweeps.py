@@ -65,7 +65,8 @@ with st.form("sweep_form", border=True):
     search = c7.selectbox("Search", ["grid", "random"], key="sweep_search")
     trials = c8.number_input("Trials (random)", 1, 10_000, key="sweep_trials")
     c9, c10, c11, c12 = st.columns(4)
-    asha = c9.checkbox("Stop clearly worse trials early (ASHA)", key="sweep_asha")
+    asha = c9.checkbox("Early stopping (ASHA)", key="sweep_asha",
+                       help="after each epoch, trials whose test accuracy falls behind the others' stop")
     latency_batch = c10.number_input("Latency at batch (0 = none)", 0, 1024, key="sweep_latency_batch")
     concurrent = c11.number_input("Trials at once", 1, 64, key="sweep_concurrent")
     name = c12.text_input("Name (optional)", key="sweep_name", max_chars=80)

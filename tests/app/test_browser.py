@@ -26,7 +26,7 @@ from tests.app.browser import (
 def _browser():
     require_browser()
 
-PAGES = ["Analyze", "Benchmark", "Train", "Runs"]
+PAGES = ["Analyze", "Benchmark", "Train", "Runs", "Sweeps"]
 
 
 def sidebar_text(driver) -> str:

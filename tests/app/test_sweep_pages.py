@@ -97,6 +97,18 @@ def test_a_choice_a_group_cannot_take_is_one_clear_error_and_no_sweep(sweeps_pag
     assert not records.list_sweeps(jobs.open_store())
 
 
+def test_a_stage_of_vgg_is_one_layer_group_of_its_convs(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNEL_STUDIO_HOME", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60)
+    ok(at.run())  # the default design: VGG-16, whose stages are runs of convs at one resolution
+    ok(at.switch_page("pages/sweeps.py").run())
+    assert len(at.multiselect) == 5
+    at.multiselect(key="sweep_axis_feature.14,feature.17,feature.20").set_value(["ASK_5a", "ASK_2"]).run()
+    spec = json.loads(ok(at).code[0].value)
+    assert spec["space"] == [{"layers": ["feature.14", "feature.17", "feature.20"], "choice": ["ASK_5a", "ASK_2"]}]
+    assert load_spec(spec).total_trials == 3
+
+
 def test_launch_a_sweep_of_the_current_design_watch_its_trials_arrive_and_stop_it(sweeps_page):
     at = sweeps_page
     at.multiselect(key="sweep_axis_layer3.*").set_value(["ASK_5a", "ASK_3b"]).run()

@@ -33,18 +33,28 @@ class Recipe:
 
 
 def sweep_groups(design: Design) -> list[tuple[str, str]]:
-    """(pattern, label) of the groups a layer axis can take: each stage that one name pattern selects, else
-    its blocks (VGG's merged stages are single convs)."""
+    """(layers, label) of the design's stages, `layers` as a spec axis gives it: the stage's name pattern, or
+    its blocks' patterns joined by commas for a stage merged by resolution (VGG's, MobileNetV2's)."""
+    groups = []
+    for stage in layer_groups(design):
+        blocks = [stage] if stage.pattern else list(stage.blocks)
+        if all(b.pattern for b in blocks):
+            groups.append((",".join(_exact(design, b.pattern, b.indices) for b in blocks), stage.label))
+    return groups
+
+
+def _exact(design: Design, pattern: str, indices) -> str:
+    """A pattern that selects exactly `indices` ('conv1' alone also matches 'layer1.0.conv1': '[c]onv1')."""
     from designer.networks.build import design_layers
     from designer.networks.variants import matching_layers
-    layers, groups = design_layers(design), []
-    for stage in layer_groups(design):
-        for group in ([stage] if stage.pattern else [b for b in stage.blocks if b.pattern]):
-            pattern = group.pattern
-            if matching_layers(layers, pattern) != list(group.indices):  # 'conv1' alone also matches layer1.0.conv1
-                pattern = f"[{pattern[0]}]{pattern[1:]}"
-            groups.append((pattern, group.label))
-    return groups
+    return pattern if matching_layers(design_layers(design), pattern) == list(indices) else \
+        f"[{pattern[0]}]{pattern[1:]}"
+
+
+def layers_field(layers: str):
+    """The spec's `layers` for a sweep_groups entry: one pattern, or the list of them."""
+    patterns = layers.split(",")
+    return patterns[0] if len(patterns) == 1 else patterns
 
 
 def choice_from_label(label: str):
@@ -74,7 +84,7 @@ def compose_spec(design: Design, axes: dict[str, list[str]], recipe: Recipe, nam
                                        ("data_limit", recipe.data_limit)) if v})
     spec = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "name": name or f"sweep of {', '.join(given)}",
             "base": design.to_json(),
-            "space": [{"layers": pattern, "choice": [choice_from_label(label) for label in labels]}
+            "space": [{"layers": layers_field(pattern), "choice": [choice_from_label(label) for label in labels]}
                       for pattern, labels in given.items()],
             "recipe": training, "search": recipe.search, "baseline": True,
             "scheduler": {"kind": "asha" if recipe.asha else "fifo"},

@@ -18,7 +18,7 @@ scheduler on test accuracy, and what to measure for each trial:
 
 - base: a design JSON (designer.designs.design); without "layers" it is the network's dense design.
 - space: axes. A layer axis picks, for the convolutions whose module path matches `layers`
-  (designer.networks.variants.matching_layers), one choice: "dense", "keep" (the base's
+  (designer.networks.variants.matching_layers; a list of patterns: their union), one choice: "dense", "keep" (the base's
   choice), an ASK preset name (on the group's full 3x3 convs), {"hetconv": P} (the group's
   convs HetConv takes: every full 3x3 conv but the first, P dividing its channels),
   {"block_n": N, "prune_rate": R[, "rearrange": "paper"|"all"]} (1xN on the group's
@@ -250,8 +250,14 @@ def _axes(raw, base: Design, recipe: HParams) -> tuple[dict, ...]:
             axes.append(_hparam_axis(axis, base, recipe, where))
             continue
         check_keys(axis, LAYER_AXIS_KEYS, "a layer axis", where, HPARAM_AXIS_KEYS, "an hparam axis")
-        pattern = _expect(axis.get("layers"), str, "layers (a module path pattern)", f"{where}.layers")
-        group = _group(base, pattern, f"{where}.layers")
+        patterns = _expect(axis.get("layers"), (str, list), "layers (a module path pattern or a list of them)",
+                           f"{where}.layers")
+        patterns = [patterns] if isinstance(patterns, str) else patterns
+        if not patterns or len(patterns) > MAX_CHOICES:
+            raise DesignError(f"layers lists 1 to {MAX_CHOICES} patterns, got {len(patterns)}", f"{where}.layers")
+        group = sorted({index for j, p in enumerate(patterns) for index in
+                        _group(base, _expect(p, str, "a pattern", f"{where}.layers[{j}]"), f"{where}.layers")})
+        pattern = ",".join(patterns)
         for index in group:
             if index in claimed:
                 raise DesignError(f"{names[index].name} is in this axis's group and in space[{claimed[index]}]'s: "

@@ -98,8 +98,19 @@ def test_each_family_goes_to_the_convs_of_its_group_that_take_it():
         ["dense", "ask", "ask", "hetconv", "hetconv", "dense", "dense"]
 
 
+def test_a_layer_axis_may_list_several_patterns_and_takes_their_union():
+    spec = load_spec(tiny(space=[{"layers": ["[c]onv1", "layer3.0.conv2"], "choice": ["dense", {"kind": "lowrank",
+                                                                                          "rank": 2}]}]))
+    plan = make_plan(spec)
+    design, _, label = design_for(plan, {"a0": "low-rank r=2"})
+    assert [layer.kind for layer in design.layers] == ["lowrank"] + ["dense"] * 5 + ["lowrank"]
+    assert label == "[c]onv1,layer3.0.conv2=low-rank r=2"
+
+
 @pytest.mark.parametrize("change, where, words", [
     ({"space": [{"layers": "layer9.*", "choice": ["dense"]}]}, "space[0].layers", "matches no convolution"),
+    ({"space": [{"layers": [], "choice": ["dense"]}]}, "space[0].layers", "1 to 64 patterns, got 0"),
+    ({"space": [{"layers": ["layer3.*", 3], "choice": ["dense"]}]}, "space[0].layers[1]", "a pattern must be"),
     ({"space": [{"layers": "layer3.*", "choice": ["ASK_5", "dense"]}]}, "space[0].choice[0]", "did you mean"),
     ({"space": [{"layers": "layer3.*", "choice": [{"hetconv": 3}]}]}, "space[0].choice[0]", "HetConv P=3 fits no"),
     ({"space": [{"layers": "[c]onv1", "choice": [{"hetconv": 2}]}]}, "space[0].choice[0]", "but the first"),
