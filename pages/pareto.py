@@ -9,14 +9,14 @@ import streamlit as st
 
 from designer.runs.sweeps.records import trials_table
 
-COSTS = {"macs": ("MACs per image (M)", 1e-6, "pareto_macs"), "latency_ms": ("measured latency (ms)", 1.0,
-                                                                             "pareto_latency")}
+COSTS = {"macs": ("MACs per image (M)", 1e-6, "pareto_macs", "MACs"),
+         "latency_ms": ("measured latency (ms)", 1.0, "pareto_latency", "latency")}
 SYMBOLS = {"finished": "circle", "pruned": "x", "running": "circle-open"}
 
 
 def pareto_figure(rows: list[dict], cost: str) -> go.Figure | None:
     """Every trial with an accuracy and the cost; None when there is none yet."""
-    title, scale, flag = COSTS[cost]
+    title, scale, flag, short = COSTS[cost]
     points = [r for r in rows if r["best_accuracy"] is not None and r[cost] is not None]
     if not points:
         return None
@@ -31,14 +31,15 @@ def pareto_figure(rows: list[dict], cost: str) -> go.Figure | None:
     front = sorted((r for r in points if r[flag]), key=lambda r: r[cost])
     if front:
         fig.add_scatter(x=[r[cost] * scale for r in front], y=[r["best_accuracy"] for r in front],
-                        mode="lines", line=dict(shape="hv", dash="dot"), name="Pareto front", hoverinfo="skip")
+                        mode="lines+markers", line=dict(shape="hv", dash="dot"), name="Pareto front",
+                        marker=dict(symbol="circle-open", size=16), hoverinfo="skip")  # one point shows too
     for r in (r for r in points if r["baseline"]):
         fig.add_scatter(x=[r[cost] * scale], y=[r["best_accuracy"]], mode="markers+text", name="dense baseline",
                         marker=dict(symbol="star", size=16, color="black"), text=["dense"],
                         textposition="top center", hovertemplate=f"run {r['run_id']}: dense baseline<br>"
                                                                  "%{x:.3g}, %{y:.2f}%<extra></extra>")
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=title,
-                      yaxis_title="best test accuracy (%)", title=f"accuracy against {title.split(' (')[0]}",
+                      yaxis_title="best test accuracy (%)", title=f"accuracy vs {short}",
                       legend=dict(orientation="h", y=-0.25))
     return fig
 

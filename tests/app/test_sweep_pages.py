@@ -66,7 +66,7 @@ def test_the_runs_page_draws_a_sweeps_pareto_fronts_with_the_dense_baseline_mark
     ok(at.switch_page("pages/runs.py").run())
     assert at.selectbox(key="runs_sweep").value == swept
     charts = figures(at)
-    by_macs, by_latency = charts["accuracy against MACs per image"], charts["accuracy against measured latency"]
+    by_macs, by_latency = charts["accuracy vs MACs"], charts["accuracy vs latency"]
     macs = traces(by_macs)
     assert macs["Pareto front"]["x"] == [14.0, 20.0] and macs["Pareto front"]["y"] == [58.0, 60.0]
     assert macs["dense baseline"]["x"] == [20.0] and macs["dense baseline"]["marker"]["symbol"] == "star"
