@@ -7,14 +7,14 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from designer.cli.options import HOME_HELP, CliParser, add_model_options, design_from_args, int_in
 from designer.runs import jobs
 from designer.runs.store import RunStore, repair_store
-from designer.runs.train import INT_RANGES, OPTIONAL_INT_RANGES, SCHEDULES, HParams
-from designer.workspace import workspace_home
+from designer.runs.train import INT_RANGES, OPTIONAL_INT_RANGES, SCHEDULES, HParams, evaluate_design
+from designer.workspace import data_root, workspace_home
 
 DEFAULTS = HParams()
 MAX_RUN_ID = 2 ** 63 - 1  # SQLite's largest integer key
@@ -90,6 +90,17 @@ def cmd_train(args) -> dict:
     return result
 
 
+def cmd_evaluate(args) -> dict:
+    hp = hparams_from_args(args)
+    if hp.data_root is None:
+        hp = replace(hp, data_root=str(data_root(Path(args.home) if args.home else None)))
+    result = evaluate_design(design_from_args(args), hp)
+    if not args.json:
+        print(f"test accuracy {result['test_acc']:.2f}% (loss {result['test_loss']:.4f}) on {result['images']} "
+              f"images in {result['wall_s']:.0f} s; weights: {result['weights']}")
+    return result
+
+
 def cmd_runs(args) -> dict:
     home = args.home
     if args.action == "start":
@@ -144,6 +155,21 @@ def add_commands(commands) -> None:
     train.add_argument("--run-id", type=int_in(1, MAX_RUN_ID, "--run-id"),
                        help="train a recorded run (how the job manager starts runs)")
     train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="test accuracy of a design with given weights (before any "
+                                                     "fine-tuning, or a run's checkpoint)")
+    add_model_options(evaluate)
+    data = evaluate.add_argument_group("data options")
+    data.add_argument("--batch-size", type=_bounded("batch_size"), help="evaluation batch (default: as a run's)")
+    data.add_argument("--backend", help=f"ASK backend (default {DEFAULTS.backend})")
+    data.add_argument("--data-limit", type=_bounded("data_limit"), metavar="N", help="the first N test images")
+    data.add_argument("--data", choices=["synthetic"], help="the small synthetic set (tests)")
+    data.add_argument("--data-root", metavar="DIR", help="where data sets are (default <workspace>/data)")
+    data.add_argument("--data-dir", metavar="DIR", help="an image folder (its val/ split, else its fixed 10%%)")
+    data.add_argument("--no-download", dest="download", action="store_false", default=None,
+                      help="never download a missing data set")
+    data.add_argument("--home", help=HOME_HELP)
+    evaluate.set_defaults(run=cmd_evaluate)
 
     runs = commands.add_parser("runs", help="background runs: start, list, stop, resume, delete, tick")
     actions = runs.add_subparsers(dest="action", required=True, parser_class=CliParser)

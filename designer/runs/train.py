@@ -183,6 +183,39 @@ def apply_masks(model: nn.Module) -> None:
                 fn()
 
 
+def _datasets(design: Design, hp: HParams):
+    """(train, test) of the run's data at the network's input shape, each cut to hp.data_limit."""
+    root = Path(hp.data_root) if hp.data_root else data_root()
+    train_ds, test_ds = load_datasets(hp.data or design.network.dataset, root, design.network.num_classes,
+                                      hp.download, input_shape=design.network.input_shape, data_dir=hp.data_dir)
+    return train_ds.head(hp.data_limit), test_ds.head(hp.data_limit)
+
+
+def _test_loader(test_ds, design: Design, hp: HParams):
+    """Large inputs evaluate in smaller batches (memory), never smaller than the training batch; 32x32: as asked."""
+    _, height, width = design.network.input_shape
+    eval_batch = min(hp.eval_batch_size, max(hp.batch_size, EVAL_PIXELS // (height * width)))
+    return eval_loader(test_ds, eval_batch, hp.workers)
+
+
+def evaluate_design(design: Design, hp: HParams) -> dict:
+    """Test loss and accuracy of a design with the weights hp.init_from (its own, or the original network's
+    converted as a run would start from them): what a design costs in accuracy before any fine-tuning."""
+    from designer.networks.weights import load_start_weights
+    if not hp.init_from:
+        raise DesignError("evaluating needs weights: give --checkpoint FILE", "--checkpoint")
+    design = validate(design)
+    hp = hp.checked()
+    model = build_model(design, hp.backend)
+    loaded = load_start_weights(model, design, hp.init_from, fresh_head=False)
+    apply_masks(model)
+    _, test_ds = _datasets(design, hp)
+    tick = time.perf_counter()
+    test_loss, test_acc = evaluate(model, _test_loader(test_ds, design, hp), channels_last=False)
+    return {"test_loss": test_loss, "test_acc": test_acc, "images": len(test_ds), "weights": loaded,
+            "wall_s": time.perf_counter() - tick}
+
+
 def evaluate(model: nn.Module, loader, channels_last: bool) -> tuple[float, float]:
     """(mean loss, accuracy in %) over a loader, in eval mode."""
     model.eval()
@@ -314,15 +347,9 @@ def train(design: Design, hp: HParams, run_dir: str | Path, store=None, run_id: 
     model = build_model(design, hp.backend)
     memory_format = torch.channels_last if hp.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    root = Path(hp.data_root) if hp.data_root else data_root()
-    shape = design.network.input_shape
-    train_ds, test_ds = load_datasets(hp.data or design.network.dataset, root, design.network.num_classes,
-                                      hp.download, input_shape=shape, data_dir=hp.data_dir)
-    train_ds, test_ds = train_ds.head(hp.data_limit), test_ds.head(hp.data_limit)
+    train_ds, test_ds = _datasets(design, hp)
     loader, sampler = train_loader(train_ds, hp.batch_size, hp.seed, hp.workers)
-    # Large inputs evaluate in smaller batches (memory), never smaller than the training batch; 32x32: as asked.
-    eval_batch = min(hp.eval_batch_size, max(hp.batch_size, EVAL_PIXELS // (shape[1] * shape[2])))
-    tests = eval_loader(test_ds, eval_batch, hp.workers)
+    tests = _test_loader(test_ds, design, hp)
     per_epoch = len(loader)
     total = hp.epochs * per_epoch if hp.max_steps is None else min(hp.max_steps, hp.epochs * per_epoch)
     warmup = min(round(hp.warmup_epochs * per_epoch), total // 2)

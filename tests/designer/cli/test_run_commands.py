@@ -183,3 +183,20 @@ def test_a_corrupted_store_fails_to_list_with_the_way_out_and_runs_repair_salvag
     code, out, _ = run_main(capsys, "runs", "list", "--home", tmp_path)
     assert code == 0 and "precious" in out
     assert list(tmp_path.glob("runs.db.corrupt-*"))
+
+
+def test_evaluate_gives_a_runs_own_test_accuracy_and_needs_weights(tmp_path, capsys):
+    code, out, err = run_main(capsys, "train", *TINY, "--max-steps", "3", "--home", tmp_path, "--json")
+    assert code == 0, err
+    run = json.loads(out)
+    code, out, err = run_main(capsys, "evaluate", *TINY, "--checkpoint", run["checkpoint"], "--home", tmp_path,
+                              "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["test_acc"] == pytest.approx(run["test_acc"]) and result["test_loss"] == pytest.approx(
+        run["test_loss"], rel=1e-4)
+    assert result["images"] > 0 and f"run {run['run_id']}" in result["weights"]
+
+    code, out, err = run_main(capsys, "evaluate", *TINY, "--home", tmp_path)
+    assert code == 2 and err.strip().splitlines() == ["error: --checkpoint: evaluating needs weights: give "
+                                                      "--checkpoint FILE"]
