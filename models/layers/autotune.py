@@ -3,12 +3,13 @@
 As cudnn.benchmark does for cuDNN algorithms: the first call with a new input
 signature (shape, memory format, device, whether gradients are wanted) times
 every other registered backend on that very input (the forward alone, or
-forward + backward when gradients are wanted; median of a few calls), keeps
-the fastest, and later calls with the same signature go straight to it. Every backend computes the
-same function (the suite checks each against `reference`), so the choice
+forward + backward when gradients are wanted; median of a few calls,
+interleaved across the candidates), keeps the fastest, and later calls with
+the same signature go straight to it. Every backend computes the same function (the suite checks each against `reference`), so the choice
 changes speed only. A layer's choices live in `module.auto_choices`, outside
 the state_dict; a backend that cannot take the input (e.g. float64 into a
-float32 kernel) is skipped.
+float32 kernel) is skipped, and so is one whose forward carries a `usable()`
+that says False (sconv where its C++ kernel cannot build).
 """
 from __future__ import annotations
 
@@ -50,33 +51,41 @@ def _trial(forward: Forward, module: nn.Module, x: torch.Tensor, wants_grad: boo
     return train
 
 
-def _median_seconds(run: Callable[[], None], device: torch.device) -> float:
-    """The median of TRIALS calls (a minimum favours erratic candidates: Taichi's varies most)."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    run()
-    samples = []
-    for _ in range(TRIALS):
-        sync()
-        start = time.perf_counter()
-        run()
-        sync()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def _usable(forward: Forward) -> bool:
+    """False for a backend that says it cannot run on this machine (e.g. sconv without its compiled kernel)."""
+    usable = getattr(forward, "usable", None)
+    return usable is None or bool(usable())
 
 
 def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wants_grad: bool) -> str:
-    """The name of the backend in `registry` (other than auto) with the lowest time on x."""
-    timings = {}
+    """The name of the backend in `registry` (other than auto) with the lowest median time on x.
+
+    Each candidate runs once untimed (Taichi compiles there, sconv builds its plans), then TRIALS rounds
+    time one call of every candidate each, interleaved, so that a change of the machine's load hits all
+    candidates alike; the median of a candidate's calls is its time (a minimum favours erratic candidates:
+    Taichi's varies most)."""
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    trials = {}
     for name, forward in registry.items():
-        if name == AUTO:
+        if name == AUTO or not _usable(forward):
             continue
         try:
-            timings[name] = _median_seconds(_trial(forward, module, x, wants_grad), x.device)
-        except (TypeError, ValueError, RuntimeError, ImportError):
+            run = _trial(forward, module, x, wants_grad)
+            run()
+            trials[name] = run
+        except (TypeError, ValueError, RuntimeError, ImportError, NotImplementedError):
             continue  # this backend cannot run this input; the others can
-    if not timings:
+    if not trials:
         raise RuntimeError(f"no backend of {type(module).__name__} can run an input of shape {tuple(x.shape)}")
-    return min(timings, key=timings.get)
+    samples: dict[str, list[float]] = {name: [] for name in trials}
+    for _ in range(TRIALS):
+        for name, run in trials.items():
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            samples[name].append(time.perf_counter() - start)
+    return min(samples, key=lambda name: statistics.median(samples[name]))
 
 
 def register_auto(registry: dict[str, Forward]) -> None:

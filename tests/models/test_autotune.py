@@ -87,6 +87,6 @@ def test_auto_ask_conv_equals_reference_and_keeps_state_dict():
         conv.backend = "auto"
         got = conv(x)
     assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-4
-    assert set(conv.auto_choices.values()) <= {"reference", "decomposed", "taichi"}
+    assert set(conv.auto_choices.values()) <= {"reference", "decomposed", "taichi", "sconv"}
     after = conv.state_dict()
     assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
