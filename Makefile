@@ -11,7 +11,7 @@ PORT ?= 8501
 ALLOWED_HOSTS ?=
 export TI_SKIP_VERSION_CHECK := ON
 
-.PHONY: run test setup data browser bench clean
+.PHONY: run test setup data browser sconv bench clean
 
 setup: $(STAMP)
 
@@ -36,12 +36,18 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-run: data
+# The sconv C++ CPU kernel (kernels_taichi/sconv.cpp), built once into ~/.cache/kernel-studio (about 10 s with
+# g++; cached by source, compiler and CPU). Optional: without g++ or AVX2/AVX-512 it says why, in one line, and
+# its backends run their torch forms.
+sconv: $(STAMP)
+	@$(PY) -m kernels_taichi.sconv
+
+run: data sconv
 	@echo "Kernel Studio: http://$(HOST):$(PORT)"
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true \
 		$(foreach h,$(ALLOWED_HOSTS),--server.allowedHosts $(h))
 
-test: data browser
+test: data browser sconv
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
