@@ -18,6 +18,8 @@ DEFAULT_CLASSES = 1000
 # Models whose auxiliary heads return a tuple in training; our trainer trains on the logits alone.
 WITHOUT_AUX = {"googlenet": {"aux_logits": False, "init_weights": False},
                "inception_v3": {"aux_logits": False, "init_weights": False}}
+# Their modules: a state_dict of torchvision's own weights holds them; ours leave them out (designer.networks.weights).
+AUX_HEADS = {"googlenet": ("aux1", "aux2"), "inception_v3": ("AuxLogits",)}
 
 
 def is_torchvision(arch: str) -> bool:

@@ -8,8 +8,9 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from designer.analysis.paper_figures import figures_for
-from designer.analysis.tables import cost_name, kernel_groups, layer_comparison, layer_ranges, tap_usage, totals
-from designer.networks.editing import network_label, summarize
+from designer.analysis.tables import (cost_name, kernel_groups, layer_comparison, layer_ranges, layer_rows,
+                                      stage_comparison, tap_usage, totals)
+from designer.networks.editing import layer_groups, network_label, summarize
 from pages import state
 
 d = state.design()
@@ -42,36 +43,99 @@ else:
     st.caption(f"No paper figure for this exact configuration ({network_label(d.network)} on {d.network.dataset}); "
                "the paper tables cover VGG-16 and ResNet-20/32/56 on CIFAR-10 with one preset on every 3x3 conv.")
 
+stage_groups = layer_groups(d)
+by_stage = {g.name: g for g in stage_groups}
+if len(stage_groups) > 1:
+    st.subheader("Per stage, against the dense network")
+    stages = stage_comparison(d, conv)
+    labels = [f"{s['stage']} ({s['convs']})" if s["convs"] else s["stage"] for s in stages][::-1]  # first on top
+    hover = "%{y}<br>%{x:,.0f}<extra>%{fullData.name}</extra>"
+    fig = go.Figure([
+        go.Bar(name="dense", orientation="h", y=labels, x=[s["dense FLOPs"] for s in stages][::-1],
+               marker_color="#b0b7c3", hovertemplate=hover),
+        go.Bar(name="this design", orientation="h", y=labels, x=[s["FLOPs"] for s in stages][::-1],
+               marker_color="#1f6feb", hovertemplate=hover,
+               text=[f"{s['vs dense']:.2f}x" if s["changed"] else "" for s in stages][::-1], textposition="outside",
+               textfont=dict(size=12), cliponaxis=False),
+    ])
+    fig.update_layout(barmode="group", height=100 + 34 * len(stages), margin=dict(l=10, r=40, t=40, b=10),
+                      xaxis_title=f"{cost} per image ({conv})",
+                      legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0),
+                      yaxis=dict(type="category", automargin=True))
+    st.plotly_chart(fig, key="stage_bars")
+    st.caption("Stages follow the module paths (a network of many small blocks is grouped by resolution); the "
+               "number of convolutions is in brackets, a stage the design changes shows its share of the dense "
+               "cost. Pick a stage below to see its layers.")
+
 st.subheader("Per layer, against the dense network")
-rows = layer_comparison(d, conv)
-c1, c2 = st.columns([3, 1])
-metric = c1.segmented_control("Show", [cost, "params"], default=cost, key="analyze_metric") or cost
+n_rows = len(layer_comparison(d, conv))
+TOP = 20
+scopes = ["all", "top", *by_stage]
+if st.session_state.get("analyze_scope") not in scopes:
+    st.session_state.analyze_scope = "all" if n_rows <= 40 else "top"
+c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="bottom")
+scope = c1.selectbox("Layers", scopes, key="analyze_scope", format_func=lambda s: {
+    "all": f"Every layer ({n_rows})", "top": f"The {TOP} costliest layers (dense {cost})"}.get(s) or
+    f"Stage {by_stage[s].label}", help="a stage's layers, the costliest ones, or all of them (a long list scrolls)")
+metric = c2.segmented_control("Show", [cost, "params"], default=cost, key="analyze_metric") or cost
 key = "FLOPs" if metric == cost else "params"
-log_y = c2.toggle("Log scale", value=len(rows) > 30, key="analyze_log",
+whole = st.session_state.analyze_scope == "all"  # every layer: a log scale by default on a long list
+log_y = c3.toggle("Log scale", value=n_rows > 30 if whole else False, key="analyze_log" if whole else "analyze_log_part",
                   help="Layers of one network differ by orders of magnitude (a squeeze-excite 1x1 against a stem "
                        "conv): a log scale shows the small ones")
-numbers = [str(i + 1) for i in range(len(rows))]  # short ticks; the layer's name is in the hover
+stage = by_stage.get(scope)
+rows = layer_rows(d, conv, indices=stage.indices if stage else None, top=TOP if scope == "top" else None)
 names = [r["layer"] for r in rows]
-hover = "%{customdata}<br>%{y:,.0f}<extra>%{fullData.name}</extra>"
-fig = go.Figure([
-    go.Bar(name="dense", x=numbers, y=[r[f"dense {key}"] for r in rows], customdata=names,
-           hovertemplate=hover, marker_color="#b0b7c3"),
-    go.Bar(name="this design", x=numbers, y=[r[key] for r in rows], customdata=names, hovertemplate=hover,
-           marker_color="#1f6feb"),
-])
-fig.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=30, b=10),
-                  xaxis_title="layer (conv and linear, in forward order; hover for its name)",
-                  yaxis_title=f"{metric} per image ({conv})", legend=dict(orientation="h", y=1.1))
-fig.update_yaxes(type="log" if log_y else "linear")
-fig.update_xaxes(type="category")
-st.plotly_chart(fig, key="layer_bars")
+if len(rows) <= 40 and scope != "top":  # few layers: one bar pair per layer, numbered in forward order
+    numbers = [str(r["#"]) if r["#"] else r["layer"] for r in rows]  # short ticks; the name is in the hover
+    hover = "%{customdata}<br>%{y:,.0f}<extra>%{fullData.name}</extra>"
+    fig = go.Figure([
+        go.Bar(name="dense", x=numbers, y=[r[f"dense {key}"] for r in rows], customdata=names,
+               hovertemplate=hover, marker_color="#b0b7c3"),
+        go.Bar(name="this design", x=numbers, y=[r[key] for r in rows], customdata=names, hovertemplate=hover,
+               marker_color="#1f6feb"),
+    ])
+    fig.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis_title="layer (conv number, in forward order; hover for its name)",
+                      yaxis_title=f"{metric} per image ({conv})", legend=dict(orientation="h", y=1.1))
+    fig.update_yaxes(type="log" if log_y else "linear")
+    fig.update_xaxes(type="category")
+    st.plotly_chart(fig, key="layer_bars")
+else:  # many layers: one row each, named, in a box that scrolls
+    ticks = [f"{r['#']} · {r['layer']}" if r["#"] else r["layer"] for r in rows][::-1]
+    hover = "%{y}<br>%{x:,.0f}<br>%{customdata}<extra>%{fullData.name}</extra>"
+    choice = [r["choice"] for r in rows][::-1]
+    fig = go.Figure([
+        go.Bar(name="dense", orientation="h", y=ticks, x=[r[f"dense {key}"] for r in rows][::-1],
+               customdata=choice, hovertemplate=hover, marker_color="#b0b7c3"),
+        go.Bar(name="this design", orientation="h", y=ticks, x=[r[key] for r in rows][::-1], customdata=choice,
+               hovertemplate=hover, marker_color="#1f6feb"),
+    ])
+    height = 130 + 30 * len(rows)
+    fig.update_layout(barmode="group", height=height, margin=dict(l=10, r=10, t=110, b=10),
+                      xaxis=dict(title=f"{metric} per image ({conv})", side="top"), bargap=0.25,
+                      legend=dict(orientation="h", y=1 + 75 / (height - 120), yanchor="bottom", x=0),
+                      yaxis=dict(type="category", automargin=True, tickfont=dict(size=11)))
+    fig.update_xaxes(type="log" if log_y else "linear")
+    with st.container(height=min(height + 20, 620), border=False):
+        st.plotly_chart(fig, key="layer_bars")
+    if scope == "top":
+        st.caption(f"The {TOP} layers of largest dense {cost}, costliest first; pick a stage or every layer to "
+                   "see the others.")
 
 st.subheader("Kernel shapes")
-st.caption("Each square is a k x k kernel: the share of its output channels that use each tap (1 = every channel, "
-           "as in a dense kernel; a 1x1 conv has one tap, a depthwise conv a full k x k per channel). Layers with "
-           "the same kernel are drawn once, titled with their numbers.")
-groups = kernel_groups(d)
-not_drawn = [u for u in tap_usage(d) if u["usage"] is None]
+MAX_PICTURES = 24
+indices = list(stage.indices) if stage else ([r["#"] - 1 for r in rows if r["#"]] if scope == "top" else None)
+where = f"stage {stage.name}" if stage else (f"the {TOP} costliest layers" if scope == "top" else "every layer")
+st.caption(f"The kernels of {where} (the choice above). Each square is a k x k kernel: the share of its output "
+           "channels that use each tap (1 = every channel, as in a dense kernel; a 1x1 conv has one tap, a depthwise "
+           "conv a full k x k per channel). Layers with the same kernel are drawn once, titled with their numbers.")
+groups = kernel_groups(d, indices)
+not_drawn = [u for u in tap_usage(d, indices) if u["usage"] is None]
+if len(groups) > MAX_PICTURES:
+    st.caption(f"{len(groups)} different kernels: the first {MAX_PICTURES} are drawn; pick a stage above for the "
+               "others.")
+    groups = groups[:MAX_PICTURES]
 if groups:
     cols = 6  # fixed, so a kernel is the same size whatever the number of groups
     nrows = math.ceil(len(groups) / cols)
@@ -96,6 +160,6 @@ if groups:
     st.plotly_chart(heat, key="shape_heatmaps", config={"displayModeBar": False})
 if not_drawn:
     kinds = {"hetconv": "HetConv", "blocksparse": "1xN", "lowrank": "low-rank"}
-    st.caption(f"Not drawn: layers {layer_ranges([u['index'] for u in not_drawn])} "
+    st.caption(f"Not drawn: layers {layer_ranges([u['index'] for u in not_drawn], 120)} "
                f"({', '.join(sorted({kinds.get(u['kind'], u['kind']) for u in not_drawn}))}): these kinds keep "
                "every tap and save elsewhere (channels, blocks, rank); their cost is in the bars above.")

@@ -18,7 +18,7 @@ DENSE_GREY, BACKEND_BLUE, MARKED = "#b0b7c3", "#1f6feb", "#d97706"
 
 d = state.design()
 st.title("Benchmark")
-st.caption(summarize(d))
+st.caption(f"{summarize(d)} · input {'x'.join(map(str, d.network.input_shape))}")
 st.caption("Times the whole network (and optionally each convolution) for every chosen backend against the dense "
            "network of the same architecture, in the same run: medians after warm-up, with the min..max of the "
            "repeats beside each; the dense baseline is the faster of NCHW and channels-last. Results are saved, so "
@@ -132,16 +132,32 @@ if shown and shown["design"] == d.to_json():
             for r in failed:
                 st.caption(f"{name}, {r['name']}: could not run")
             layers = [r for r in layers if "error" not in r]
+            wide = len(layers) > 40  # many convs: one named row each, in a box that scrolls
+            names = [r["name"] for r in layers]
             if first:
-                fig.add_bar(name="dense", x=[r["name"] for r in layers], y=[r["dense_ms"] for r in layers],
+                fig.add_bar(name="dense", orientation="h" if wide else "v",
+                            **{"y" if wide else "x": names, "x" if wide else "y": [r["dense_ms"] for r in layers]},
                             marker_color=DENSE_GREY)
                 first = False
-            fig.add_bar(name=name, x=[r["name"] for r in layers], y=[r["design_ms"] for r in layers],
+            value = "x" if wide else "y"
+            fig.add_bar(name=name, orientation="h" if wide else "v",
+                        **{"y" if wide else "x": names, value: [r["design_ms"] for r in layers]},
                         customdata=[r["speedup_vs_dense"] for r in layers],
-                        hovertemplate="%{y:.3f} ms, %{customdata:.2f}x vs dense<extra>" + name + "</extra>")
-        fig.update_layout(barmode="group", height=340, yaxis_title="median ms",
-                          margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
-        st.plotly_chart(fig, key="bench_layer_bars")
+                        hovertemplate="%{" + value + ":.3f} ms, %{customdata:.2f}x vs dense<extra>" + name +
+                                      "</extra>")
+        rows_shown = max((len(v) for v in result["layers"].values() if isinstance(v, list)), default=0)
+        if rows_shown > 40:
+            height = 120 + 16 * rows_shown * (1 + len(result["layers"]))
+            fig.update_layout(barmode="group", height=height, xaxis=dict(title="median ms", side="top"),
+                              yaxis=dict(autorange="reversed", automargin=True, tickfont=dict(size=11)),
+                              margin=dict(l=10, r=10, t=90, b=10),
+                              legend=dict(orientation="h", y=1 + 60 / (height - 100), yanchor="bottom"))
+            with st.container(height=640, border=False):
+                st.plotly_chart(fig, key="bench_layer_bars")
+        else:
+            fig.update_layout(barmode="group", height=340, yaxis_title="median ms",
+                              margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
+            st.plotly_chart(fig, key="bench_layer_bars")
 
 st.subheader("Saved results for this design")
 saved = [b for b in jobs.open_store().benchmarks(limit=200) if b["design"] == d.to_json()]

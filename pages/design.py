@@ -1,4 +1,5 @@
-"""Design page: pick a network, select layers, give them kernels (draw, preset, ...), import, export, undo."""
+"""Design page: pick a network (a paper family, a torchvision model or one of the server's own), select layers
+(by stage and block, name pattern, 'all eligible', or in the table), give them kernels, import, export, undo."""
 from __future__ import annotations
 
 import json
@@ -6,16 +7,18 @@ import json
 import streamlit as st
 
 from designer.analysis.tables import cost_name, layer_table, totals
-from designer.designs.datasets import DATASETS
-from designer.designs.design import Network
+from designer.designs.datasets import DATASETS, dataset_info
+from designer.designs.design import Network, canonical_kwargs
 from designer.designs.kinds import DENSE, LayerChoice
-from designer.designs.shapes import ASK_PRESETS, preset_shapes
+from designer.designs.shapes import ASK_PRESETS, KERNEL_SIZES, preset_shapes
 from designer.errors import DesignError
 from designer.networks import editing
 from designer.networks.build import design_layers
 from designer.networks.cfglist import design_to_cfglist
+from designer.networks.sources import allowed_entry_points, parse_kwargs
 from designer.networks.weights import dense_start_weights
 from models import model_info, supports_padfree
+from models.torchvision_models import torchvision_names
 from pages import state
 
 d = state.design()
@@ -23,12 +26,17 @@ net = d.network
 convs = design_layers(d)
 n = len(convs)
 names = [c.name for c in convs]
+position = {name: i for i, name in enumerate(names)}
 
 st.title("Design")
 st.caption("Pick a network, select the convolutions to change, and give them a kernel: draw the active taps, "
            "or apply an ASK preset. Counts update as you edit; every edit can be undone.")
 
 # --- the network ---------------------------------------------------------------------------------
+
+SOURCES = {"paper": "Paper family", "torchvision": "torchvision", "entry_point": "Your model"}
+DEFAULT_TORCHVISION = "torchvision:resnet18"
+MAX_NOTES = 8
 
 
 def _move_to(network: Network, padfree: bool, label: str) -> None:
@@ -52,13 +60,72 @@ def _move_to(network: Network, padfree: bool, label: str) -> None:
     _select_names(new_names if set(before) >= set(old_names) or not selected else selected)
 
 
-def _change_network() -> None:
+def _network(**changes) -> Network:
+    """The current network with some of its fields changed."""
+    now = state.design().network
+    fields = dict(arch=now.arch, depth=now.depth, dataset=now.dataset, num_classes=now.num_classes,
+                  input_shape=now.input_shape, kwargs=now.kwargs)
+    fields.update(changes)
+    return Network(**fields)
+
+
+def _kept_classes(dataset: str) -> int:
+    """A new model keeps the classes where the data set does not fix them (an image folder), else 0 (the data set's)."""
+    return 0 if dataset_info(dataset).num_classes else state.design().network.num_classes
+
+
+def _to(network: Network) -> None:
+    padfree = state.design().padfree and network.source == "paper" and supports_padfree(network.arch)
+    _move_to(network, padfree, f"network {editing.network_label(network)} on {network.dataset}")
+
+
+def _change_source() -> None:
+    source = st.session_state.net_source or state.design().network.source
+    now = state.design().network
+    if source == now.source:
+        return
+    dataset = now.dataset
+    if source == "paper":
+        _to(Network("vgg", editing.default_depth("vgg"), dataset, _kept_classes(dataset)))
+    elif source == "torchvision":
+        _to(Network(DEFAULT_TORCHVISION, 0, dataset, _kept_classes(dataset)))
+    elif allowed_entry_points():
+        _to(Network(allowed_entry_points()[0], 0, dataset, _kept_classes(dataset)))
+
+
+def _change_arch() -> None:
     arch = st.session_state.net_arch
     depths = editing.depth_choices(arch)
     depth = st.session_state.net_depth if st.session_state.net_depth in depths else editing.default_depth(arch)
-    network = Network(arch, depth, st.session_state.net_dataset)
-    padfree = state.design().padfree and supports_padfree(arch)
-    _move_to(network, padfree, f"network {editing.network_label(network)} on {network.dataset}")
+    dataset = state.design().network.dataset
+    _to(Network(arch, depth, dataset, _kept_classes(dataset)))
+
+
+def _change_model(key: str, prefix: str = "") -> None:
+    dataset = state.design().network.dataset
+    _to(Network(prefix + st.session_state[key], 0, dataset, _kept_classes(dataset)))
+
+
+def _change_dataset() -> None:
+    _to(editing.with_dataset(state.design().network, st.session_state.net_dataset))
+
+
+def _change_input() -> None:
+    size = int(st.session_state.net_input)
+    _to(_network(input_shape=(state.design().network.input_shape[0], size, size)))
+
+
+def _change_classes() -> None:
+    _to(_network(num_classes=int(st.session_state.net_classes)))
+
+
+def _change_kwargs() -> None:
+    try:
+        kwargs = canonical_kwargs(parse_kwargs(st.session_state.net_kwargs.strip() or "{}"))
+    except DesignError as err:
+        st.session_state.errors["network"] = str(err)
+        return
+    _to(_network(kwargs=kwargs))
 
 
 def _toggle_padfree() -> None:
@@ -66,26 +133,85 @@ def _toggle_padfree() -> None:
     _move_to(state.design().network, on, "padding-free " + ("on" if on else "off"))
 
 
-state.sync_widget("net_arch", net.arch)
-state.sync_widget("net_depth", net.depth)
-state.sync_widget("net_dataset", net.dataset)
-c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
-c1.selectbox("Architecture", editing.arch_choices(), key="net_arch", on_change=_change_network,
-             format_func=lambda a: model_info(a).label)
-fixed_depth = not editing.has_depth(net.arch)
-c2.selectbox("Depth", editing.depth_choices(net.arch), key="net_depth", on_change=_change_network,
-             disabled=fixed_depth, format_func=lambda v: "fixed" if fixed_depth else str(v),
-             help="this family has one depth" if fixed_depth else "number of weight layers")
-c3.selectbox("Data set", sorted(DATASETS), key="net_dataset", on_change=_change_network,
-             help="all data sets feed 3x32x32 images; only the classifier follows the number of classes, so the "
-                  "layer choices are kept")
-with c4:
+def _sync(key: str, value) -> None:
+    """The network pickers follow the design when it changes (an undo, an import, a refused change), and keep
+    what the user is typing otherwise."""
+    if st.session_state.get("_net_synced") != net or st.session_state.get(key) is None:
+        state.sync_widget(key, value)
+
+
+for key, value in (("net_source", net.source), ("net_dataset", net.dataset), ("net_input", net.input_shape[-1]),
+                   ("net_classes", net.num_classes)):
+    _sync(key, value)
+if net.source == "paper":
+    _sync("net_arch", net.arch)
+    _sync("net_depth", net.depth)
+elif net.source == "torchvision":
+    _sync("net_tv_model", net.name)
+else:
+    _sync("net_entry", net.arch)
+    _sync("net_kwargs", json.dumps(net.kwargs_dict) if net.kwargs else "")
+st.session_state._net_synced = net
+
+top1, top2 = st.columns([3, 1], vertical_alignment="bottom")
+source = top1.segmented_control(
+    "Network from", list(SOURCES), format_func=SOURCES.get, key="net_source", on_change=_change_source,
+    help="a CIFAR network of the papers; any torchvision classification model (weights=None); or a model of "
+         "this server's own (KERNEL_STUDIO_MODELS)") or net.source
+with top2:
     h = state.history()
     u1, u2 = st.columns(2)
     u1.button("Undo", icon=":material/undo:", key="undo", on_click=state.undo, disabled=not h.can_undo, width="stretch",
               help=f"undo: {h.last_label()}" if h.can_undo else "nothing to undo")
     u2.button("Redo", icon=":material/redo:", key="redo", on_click=state.redo, disabled=not h.can_redo, width="stretch")
-if supports_padfree(net.arch):
+
+offered = allowed_entry_points()
+if source == "entry_point" and net.source != "entry_point" and not offered:
+    server_names, server_notes = editing.server_models()
+    st.info("This server offers no models of its own. A model is your code: a `package.module:callable` that "
+            "returns an `nn.Module` (it may take `num_classes` and other keyword arguments), importable from the "
+            "folder the app runs in. Name it when you start the app, e.g. "
+            "`KERNEL_STUDIO_MODELS=mypkg.nets:build make run` (several: comma-separated). The app builds only "
+            "the models this setting names, never one that a link or an uploaded design names; the CLI takes any "
+            "(`--arch mypkg.nets:build`).", icon=":material/info:")
+    for note in server_notes:
+        st.caption(state.plain(note))
+else:
+    fixed_classes = bool(dataset_info(net.dataset).num_classes)
+    c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 1.2, 1.2])
+    if net.source == "paper":
+        c1.selectbox("Architecture", editing.arch_choices(), key="net_arch", on_change=_change_arch,
+                     format_func=lambda a: model_info(a).label)
+        fixed_depth = not editing.has_depth(net.arch)
+        c2.selectbox("Depth", editing.depth_choices(net.arch), key="net_depth", on_change=_change_arch,
+                     disabled=fixed_depth, format_func=lambda v: "fixed" if fixed_depth else str(v),
+                     help="this family has one depth" if fixed_depth else "number of weight layers")
+        any_size = model_info(net.arch).any_input_size
+    elif net.source == "torchvision":
+        c1.selectbox("torchvision model", torchvision_names(), key="net_tv_model",
+                     on_change=_change_model, args=("net_tv_model", "torchvision:"),
+                     help=f"any of torchvision's {len(torchvision_names())} classification models (type to "
+                          "search), built with weights=None: start from trained weights on the Train page")
+        c2.caption(f"{n} convolutions; default input {editing.source_input_size(net)} px.")
+        any_size = True
+    else:
+        c1.selectbox("Model (this server's)", offered or [net.arch], key="net_entry",
+                     on_change=_change_model, args=("net_entry",),
+                     help="the models KERNEL_STUDIO_MODELS names on this server")
+        c2.text_input("Keyword arguments (JSON)", key="net_kwargs", on_change=_change_kwargs,
+                      placeholder='{"width": 2}', help="passed to the callable; num_classes comes from the data set")
+        any_size = True
+    c3.selectbox("Data set", sorted(DATASETS), key="net_dataset", on_change=_change_dataset,
+                 help="the images are resized to the network's input when a run loads them; only the classifier "
+                      "follows the number of classes, so the layer choices are kept")
+    c4.number_input("Input size (px)", 16, 1024, key="net_input", on_change=_change_input, disabled=not any_size,
+                    help=f"{'x'.join(map(str, net.input_shape))} now (channels x height x width; the source's "
+                         f"default is {editing.source_input_size(net)} px)"
+                    if any_size else "this family is defined at 32x32 (its pooling and classifier fix the size)")
+    c5.number_input("Classes", 1, 100_000, key="net_classes", on_change=_change_classes, disabled=fixed_classes,
+                    help=f"{net.dataset} has {net.num_classes} classes" if fixed_classes else
+                    "an image folder has as many classes as sub-folders")
+if supports_padfree(net.arch) and net.source == "paper":
     state.sync_widget("padfree", d.padfree)
     st.toggle("Padding-free downsampling and hybrid stem", key="padfree", on_change=_toggle_padfree,
               help="the stem block and padding-free stride-2 layers (network-wide); this changes some "
@@ -94,7 +220,12 @@ if state.error("network"):
     st.error(state.plain(state.error("network")))
 notes = st.session_state.get("network_notes")
 if notes:
-    st.info("\n".join(f"- {state.plain(note)}" for note in notes), icon=":material/info:")
+    st.info("\n".join(f"- {state.plain(note)}" for note in notes[:MAX_NOTES])
+            + (f"\n- ... and {len(notes) - MAX_NOTES} more (below)" if len(notes) > MAX_NOTES else ""),
+            icon=":material/info:")
+    if len(notes) > MAX_NOTES:
+        with st.expander(f"All {len(notes)} notes"):
+            st.text("\n".join(notes))
 
 t = totals(d, state.convention())
 cost = cost_name(state.convention())
@@ -108,19 +239,19 @@ m4.metric("Convolutions", n, f"{sum(c.kind != 'dense' for c in d.layers)} change
 
 
 def _label(name: str) -> str:
-    if name not in names:
+    if name not in position:
         return str(name)
-    c = convs[names.index(name)]
+    c = convs[position[name]]
     return f"{c.index + 1} · {c.name} ({c.spec.in_channels}→{c.spec.out_channels}, {c.in_size[0]}px)"
 
 
 def _select_names(chosen) -> None:
-    """Select these layers; the range slider follows (it spans the selection)."""
-    chosen = list(dict.fromkeys(chosen))
-    st.session_state.sel_layers = chosen
+    """Select these layers (kept in forward order); the range slider follows (it spans the selection)."""
     now = [c.name for c in design_layers(state.design())]
-    where = [now.index(name) + 1 for name in chosen if name in now]
-    st.session_state.sel_range = (min(where), max(where)) if where else (1, len(now))
+    where = {name: i for i, name in enumerate(now)}
+    chosen = sorted({name for name in chosen if name in where}, key=where.get)
+    st.session_state.sel_layers = chosen
+    st.session_state.sel_range = (where[chosen[0]] + 1, where[chosen[-1]] + 1) if chosen else (1, len(now))
 
 
 def _select(indices) -> None:
@@ -134,22 +265,9 @@ def _select_range() -> None:
     st.session_state.sel_layers = now[lo - 1:hi]
 
 
-def _select_pattern() -> None:
-    try:
-        found = editing.layers_matching(state.design(), st.session_state.get("sel_pattern", ""))
-    except DesignError as err:
-        st.session_state.errors["select"] = str(err)
-        return
-    if not found:
-        st.session_state.errors["select"] = f"no convolution matches {st.session_state.sel_pattern.strip()!r}"
-        return
-    state.clear_error("select")
-    _select(found)
-
-
 # Only names of this network: anything else (another network's layer, a stale value) is dropped here.
 stored = st.session_state.get("sel_layers", names)
-selection_names = [name for name in stored if name in names]
+selection_names = [name for name in stored if name in position]
 if stored and not selection_names:  # e.g. an undo back to another network: start from all of its layers
     selection_names = names
 state.sync_widget("sel_layers", selection_names)
@@ -157,45 +275,149 @@ lo_hi = st.session_state.get("sel_range")
 if not (isinstance(lo_hi, tuple) and len(lo_hi) == 2 and all(isinstance(v, int) and 1 <= v <= n for v in lo_hi)):
     st.session_state.sel_range = (1, n)
 
+# The view: the layers the table shows and the view buttons act on (a stage, a block, a name pattern).
+groups = editing.layer_groups(d)
+by_stage = {g.name: g for g in groups}
+if st.session_state.get("view_stage") not in ("", *by_stage):
+    st.session_state.view_stage = ""
+stage = by_stage.get(st.session_state.get("view_stage", ""))
+blocks = {b.name: b for b in stage.blocks} if stage else {}
+if st.session_state.get("view_block") not in ("", *blocks):
+    st.session_state.view_block = ""
+pattern = st.session_state.get("sel_pattern", "").strip()
+view = list(range(n))
+if stage:
+    view = list(blocks[st.session_state.view_block].indices if st.session_state.get("view_block") else stage.indices)
+pattern_error = None
+if pattern:
+    try:
+        matching = set(editing.layers_matching(d, pattern))
+    except DesignError as err:
+        pattern_error = str(err)
+    else:
+        view = [i for i in view if i in matching]
+view_names = [names[i] for i in view]
+st.session_state._view_names = view_names
+
+
+def _changed(indices) -> int:
+    return sum(d.layers[i].kind != "dense" for i in indices)
+
+
+def _select_view(how: str) -> None:
+    current = st.session_state.get("sel_layers", [])
+    shown = st.session_state.get("_view_names", [])
+    if not shown:
+        text = st.session_state.get("sel_pattern", "").strip()
+        st.session_state.errors["select"] = (f"no convolution matches {text!r}" if text else
+                                             "the view is empty")
+        return
+    state.clear_error("select")
+    if how == "replace":
+        _select_names(shown)
+    elif how == "add":
+        _select_names([*current, *shown])
+    else:
+        _select_names([name for name in current if name not in set(shown)])
+
+
+def _select_eligible() -> None:
+    kind = st.session_state.sel_kind
+    now = state.design()
+    where = {c.name: c.index for c in design_layers(now)}
+    found = editing.eligible_layers(now, kind, [where[name] for name in st.session_state.get("_view_names", [])
+                                                 if name in where])
+    if not found:
+        st.session_state.errors["select"] = f"no layer shown can take {editing.ELIGIBLE[kind]}"
+        return
+    state.clear_error("select")
+    _select(found)
+
+
+def _select_in_table() -> None:
+    """Rows ticked in the table: the selection inside the view follows them; outside the view it stays."""
+    shown = st.session_state.get("_view_names", [])
+    rows = st.session_state.layer_table["selection"]["rows"]
+    ticked = {shown[r] for r in rows if 0 <= r < len(shown)}
+    outside = [name for name in st.session_state.get("sel_layers", []) if name not in set(shown)]
+    _select_names([*outside, *ticked])
+
+
 st.subheader("Layers")
 s1, s2 = st.columns([3, 2])
 with s1:
-    st.multiselect("Selected layers (the edits below apply to these)", names, key="sel_layers",
+    st.multiselect("Selected layers (the edits below apply to these)", names, key="sel_layers", wrap=False,
                    format_func=_label, placeholder="select layers to edit")
-    f1, f2 = st.columns([3, 1], vertical_alignment="bottom")
-    f1.text_input("Select by name", key="sel_pattern", placeholder="e.g. *stage2*  or  features.1*",
-                  help="a shell-style pattern over the module paths (* any text, ? one character); "
-                       "text without a wildcard matches anywhere in the name")
-    f2.button("Select matching", key="sel_match", on_click=_select_pattern, width="stretch")
-    if state.error("select"):
-        st.error(state.plain(state.error("select")))
 with s2:
     st.slider("Select a range", 1, max(n, 2), key="sel_range", on_change=_select_range,
               help="layers from..to, in forward order")
-    b1, b2, b3, b4 = st.columns(4)
-    b1.button("All", key="sel_all", on_click=_select, args=(range(n),), width="stretch")
-    b2.button("Full k×k", key="sel_full", on_click=lambda: _select(editing.full_kxk_layers(state.design())),
-              width="stretch", help="every full (ungrouped) k x k convolution with k > 1: what ASK shapes and "
-                                    "HetConv can take")
-    b3.button("None", key="sel_none", on_click=_select, args=((),), width="stretch")
-    b4.button("Invert", key="sel_invert", width="stretch", on_click=lambda: _select_names(
-        [name for name in names if name not in st.session_state.sel_layers]))
-selection = sorted(names.index(name) for name in st.session_state.sel_layers if name in names)
+b1, b2, b3, b4, b5, b6 = st.columns([1, 1, 1, 1, 2.4, 1.6], vertical_alignment="bottom")
+b1.button("All", key="sel_all", on_click=_select, args=(range(n),), width="stretch")
+b2.button("Full k×k", key="sel_full", on_click=lambda: _select(editing.full_kxk_layers(state.design())),
+          width="stretch", help="every full (ungrouped) k x k convolution with k > 1: what ASK shapes can take")
+b3.button("None", key="sel_none", on_click=_select, args=((),), width="stretch")
+b4.button("Invert", key="sel_invert", width="stretch", on_click=lambda: _select_names(
+    [name for name in names if name not in st.session_state.sel_layers]))
+kind = b5.selectbox("All eligible for", list(editing.ELIGIBLE), key="sel_kind", format_func=editing.ELIGIBLE.get,
+                    help="the layers shown below (a stage, a block, a pattern, or all) that can take this kind "
+                         "where the papers use it")
+eligible = editing.eligible_layers(d, kind, view)
+b6.button(f"Select {len(eligible)} eligible", key="sel_eligible", on_click=_select_eligible, width="stretch",
+          disabled=not eligible)
 
+v1, v2, v3, v4, v5, v6 = st.columns([2.4, 1.7, 2.2, 1.1, 0.8, 1.0], vertical_alignment="bottom")
+v1.selectbox("Stage", ["", *by_stage], key="view_stage",
+             format_func=lambda g: f"All stages ({n} convs)" if not g else
+             f"{by_stage[g].label} · {_changed(by_stage[g].indices)} changed",
+             help="stages follow the module paths (layer1..4, denseblocks, ...); a network with many small "
+                  "groups is grouped by resolution")
+v2.selectbox("Block", ["", *blocks], key="view_block", disabled=not blocks,
+             format_func=lambda b: ("all blocks" if blocks else "-") if not b else
+             f"{b} · {len(blocks[b].indices)} convs")
+v3.text_input("Name pattern", key="sel_pattern", placeholder="e.g. layer3.*  or  *conv2",
+              help="a shell-style pattern over the module paths (* any text, ? one character); text without a "
+                   "wildcard matches anywhere in the name. It filters the table; the buttons select what it shows")
+v4.button(f"Select {len(view)}", key="sel_match", on_click=_select_view, args=("replace",), width="stretch",
+          help="select exactly the layers shown below")
+v5.button("Add", key="sel_add", on_click=_select_view, args=("add",), width="stretch",
+          help="add the layers shown below to the selection")
+v6.button("Remove", key="sel_remove", on_click=_select_view, args=("remove",), width="stretch",
+          help="take the layers shown below out of the selection")
+if pattern_error:
+    st.error(state.plain(pattern_error))
+if state.error("select"):
+    st.error(state.plain(state.error("select")))
+
+selection = sorted(position[name] for name in st.session_state.sel_layers if name in position)
+chosen = set(selection)
 rows = layer_table(d, state.convention())
-for row in rows:
-    row["sel"] = "●" if (row["#"] - 1) in selection else ""
+ticked = [r for r, i in enumerate(view) if i in chosen]
+table_state = st.session_state.get("layer_table")
+if table_state is None or list(table_state["selection"]["rows"]) != ticked:
+    st.session_state.layer_table = {"selection": {"rows": ticked, "columns": [], "cells": []}}
+where = [f"{stage.name}" + (f" / {st.session_state.view_block}" if st.session_state.get("view_block") else "")
+         ] if stage else []
+where += [state.plain(repr(pattern))] if pattern else []  # typed text: shown as typed
+st.caption(f"Showing {len(view)} of {n} convolutions" + (f" ({', '.join(where)})" if where else "")
+           + f" · {len(selection)} selected" + (f", {len(ticked)} of them shown" if len(view) < n else "")
+           + ". Tick rows to select them.")
 st.dataframe(
-    rows, hide_index=True, width="stretch", key="layer_table", height=min(len(rows), 16) * 35 + 38,
-    column_order=["sel", "#", "layer", "Cin", "Cout", "kernel", "size", "stride", "choice", "params", "FLOPs",
-                  "vs dense"],
+    [rows[i] for i in view], hide_index=True, width="stretch", key="layer_table",
+    height=min(max(len(view), 1), 14) * 35 + 38, on_select=_select_in_table, selection_mode="multi-row",
+    column_order=["#", "layer", "Cin", "Cout", "kernel", "size", "stride", "choice", "params", "FLOPs", "vs dense"],
     column_config={
-        "sel": st.column_config.TextColumn("sel.", width="small", help="● selected for editing (select above)"),
-        "#": st.column_config.NumberColumn(width="small"),
-        "choice": st.column_config.TextColumn(width="medium"),
-        "params": st.column_config.NumberColumn(format="localized"),
-        "FLOPs": st.column_config.NumberColumn(cost, format="localized", help=f"per image, `{state.convention()}`"),
-        "vs dense": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0,
+        "#": st.column_config.NumberColumn(width=40),
+        "layer": st.column_config.TextColumn(width=235, help="the module path"),
+        "Cin": st.column_config.NumberColumn(width=48),
+        "Cout": st.column_config.NumberColumn(width=50),
+        "kernel": st.column_config.TextColumn(width=55),
+        "size": st.column_config.TextColumn(width=68, help="input height x width"),
+        "stride": st.column_config.NumberColumn(width=48),
+        "choice": st.column_config.TextColumn(width=100),
+        "params": st.column_config.NumberColumn(format="localized", width=80),
+        "FLOPs": st.column_config.NumberColumn(cost, format="localized", width=95,
+                                               help=f"per image, `{state.convention()}`"),
+        "vs dense": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0, width=80,
                                                     help=f"this layer's {cost} / the dense layer's"),
     },
 )
@@ -217,8 +439,12 @@ else:
     with tab_draw:
         if len(ks) > 1 or not full:
             st.info("Drawing needs full convolutions of one kernel size: the selection mixes "
-                    + ("kernel sizes " + ", ".join(f"{k}x{k}" for k in sorted(ks)) if len(ks) > 1 else
-                       "grouped (depthwise) convolutions") + ". Narrow the selection.")
+                    + ("kernel sizes " + ", ".join(f"{k}x{k}" if k else "non-square" for k in sorted(ks))
+                       if len(ks) > 1 else "grouped (depthwise) convolutions") + ". Narrow the selection.")
+        elif next(iter(ks)) not in KERNEL_SIZES:
+            st.info("Drawing needs square k x k kernels with k in " + ", ".join(map(str, KERNEL_SIZES))
+                    + ": the selection holds " + (f"{next(iter(ks))}x{next(iter(ks))}" if next(iter(ks)) else
+                                                  "non-square") + " convolutions. Narrow the selection.")
         else:
             k_now = ks.pop()
             shapes = list(editing.shapes_of(first, k_now))

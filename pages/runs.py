@@ -8,6 +8,7 @@ import streamlit as st
 
 from designer.designs.design import design_from_json
 from designer.errors import DesignError
+from designer.networks.build import validate
 from designer.networks import editing
 from designer.networks.weights import dense_start_weights
 from designer.runs import jobs
@@ -107,7 +108,7 @@ def _act(fn, rid):
 
 
 def _open(rid):
-    state.edit(lambda cur: design_from_json(by_id[rid]["design"]), f"open run {rid}'s design", "runs")
+    state.edit(lambda cur: validate(design_from_json(by_id[rid]["design"])), f"open run {rid}'s design", "runs")
 
 
 def _ask_delete(rid):
@@ -184,8 +185,9 @@ for col, fmt in zip((e1, e2), ("design", "cfglist")):
     else:
         col.download_button(f"{fmt} JSON", payload, file_name=file_name, mime=mime, key=f"dl_{fmt}",
                             icon=":material/download:")
-e4.caption("ONNX: input `input` of shape (batch, 3, 32, 32), float32, normalised as in training; output "
-           "`logits` (batch, classes); the batch is dynamic.")
+run_input = design_from_json(run["design"]).network.input_shape or (3, 32, 32)  # version 1: a CIFAR network
+e4.caption(f"ONNX: input `input` of shape (batch, {', '.join(map(str, run_input))}), float32, normalised as in "
+           "training; output `logits` (batch, classes); the batch is dynamic.")
 for col, fmt in zip((e3, e4), ("weights", "onnx")):
     key = f"export_{fmt}_{run_id}"
     if col.button(f"Prepare {fmt}", key=f"prep_{fmt}"):

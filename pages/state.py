@@ -24,7 +24,7 @@ from designer.analysis.tables import cost_name, totals
 from designer.designs.design import Design, Network, design_from_json, loads_design
 from designer.errors import DesignError
 from designer.networks.build import dense_design, validate
-from designer.networks.editing import History, network_label, summarize
+from designer.networks.editing import History, network_label, offer_only, server_models, summarize
 
 DEFAULT_NETWORK = Network("vgg", 16, "cifar10")
 
@@ -34,7 +34,11 @@ MAX_URL_CHARS = 20_000
 
 
 def init() -> None:
-    """Defaults for a new session (a browser tab): the design in the address if there is one."""
+    """Defaults for a new session (a browser tab): the design in the address if there is one.
+
+    The user's own models (entry points, which run their code) build only when the server's setting names
+    them (KERNEL_STUDIO_MODELS): set before any design from the address or an upload is read."""
+    offer_only(server_models()[0])
     st.session_state.setdefault("errors", {})
     if "design" not in st.session_state:
         st.session_state.design = _design_from_url() or dense_design(DEFAULT_NETWORK)
@@ -105,11 +109,11 @@ def start_weights() -> tuple[str | None, str]:
     run_id = st.session_state.get("train_start_run", kept.get("train_start_run"))
     if start == "run" and run_id is not None:
         run = jobs.open_store().get_run(run_id)
-        if run and run["status"] == "finished" and same_network(design(), design_from_json(run["design"])):
-            try:
+        try:
+            if run and run["status"] == "finished" and same_network(design(), design_from_json(run["design"])):
                 return str(run_weights_path(run)), f"the weights of run {run_id}"
-            except DesignError:
-                pass
+        except DesignError:  # its weights are gone, or the server cannot build its network
+            pass
     return None, "fresh (seeded) weights"
 
 
@@ -220,7 +224,8 @@ def sidebar() -> None:
     with st.sidebar:
         if error("address"):
             st.warning(plain(error("address")))
-        st.markdown(f"**{network_label(d.network)}** · {d.network.dataset}")
+        shape = "×".join(map(str, d.network.input_shape))
+        st.markdown(f"**{plain(network_label(d.network))}** · {d.network.dataset} · {shape}")
         st.caption(summarize(d).split(": ", 1)[1])
         st.metric("Params", f"{t.params / 1e6:.4f}M", f"{t.params_ratio:.3f}x dense", delta_color="off", delta_arrow="off")
         cost = cost_name(conv)

@@ -6,19 +6,22 @@ reload, a second tab or an app restart loses nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from designer.designs.datasets import DATASETS
-from designer.designs.design import design_from_json
+from designer.designs.datasets import DATASETS, IMAGE_FOLDER
+from designer.designs.design import Network, design_from_json
 from designer.errors import DesignError
 from designer.networks.editing import change_network, summarize, with_dataset
 from designer.networks.weights import read_weights
 from designer.networks.weights import same_network as same_network_as
 from designer.runs import jobs
 from designer.runs.checkpoints import run_weights_path
+from designer.runs import data as run_data
 from designer.runs.data import SYNTHETIC, missing_data
 from designer.runs.reports import describe_design_json
 from designer.runs.train import SCHEDULES, HParams
@@ -33,7 +36,22 @@ st.caption(summarize(d))
 defaults = HParams()
 root = data_root()
 data_options = [*sorted(DATASETS), SYNTHETIC]
-missing = {name: missing_data(name, root) for name in data_options}
+# Image folders: designer.runs.data and HParams take the folder (data_dir) in builds that load them.
+FOLDERS = "data_dir" in inspect.signature(missing_data).parameters and \
+    "data_dir" in {f.name for f in dataclasses.fields(HParams)}
+state.keep("train_data_dir", "")
+data_dir = st.session_state.train_data_dir.strip()
+
+
+def _missing(name: str) -> str | None:
+    if name != IMAGE_FOLDER:
+        return missing_data(name, root)
+    if not FOLDERS:
+        return "this build cannot train on an image folder yet (designer.runs.data has no image-folder loader)"
+    return missing_data(name, root, data_dir or None)
+
+
+missing = {name: _missing(name) for name in data_options}
 # The design's data set when it is here, else the first one that is (Fashion-MNIST ships with the app).
 default_data = d.network.dataset if not missing[d.network.dataset] else next(
     name for name in data_options if not missing[name])
@@ -43,8 +61,25 @@ START_LABELS = {"fresh": "fresh weights", "run": "a finished run of this network
 state.keep("train_data", default_data, data_options)
 data = st.session_state.train_data
 target = d if data in (SYNTHETIC, d.network.dataset) else change_network(d, with_dataset(d.network, data))
-same_network = [r for r in jobs.list_runs() if r["status"] == "finished"
-                and same_network_as(target, design_from_json(r["design"]))]
+folder_classes = None
+if data == IMAGE_FOLDER and FOLDERS and not missing[data]:  # the classifier gets the folder's classes
+    folder_classes = len(run_data.scan_image_folder(data_dir).classes)
+    if folder_classes != target.network.num_classes:
+        net = target.network
+        target = change_network(d, Network(net.arch, net.depth, IMAGE_FOLDER, folder_classes, net.input_shape,
+                                           net.kwargs))
+
+
+def _same_network(raw: dict) -> bool:
+    """Whether a run's weights fit the target (False for a run this server cannot build, e.g. a model of
+    the user's that KERNEL_STUDIO_MODELS does not name)."""
+    try:
+        return same_network_as(target, design_from_json(raw))
+    except DesignError:
+        return False
+
+
+same_network = [r for r in jobs.list_runs() if r["status"] == "finished" and _same_network(r["design"])]
 start_runs = [r["id"] for r in same_network]
 state.keep("train_epochs", 1)
 state.keep("train_batch", 128, [32, 64, 128, 256])
@@ -59,8 +94,9 @@ state.keep("train_download", False)
 state.keep("train_start", "fresh", START_OPTIONS)
 state.keep("train_start_run", start_runs[0] if start_runs else None, start_runs or [None])
 
-st.markdown("**A short run** to see whether the design still learns. All data sets feed 3x32x32 images, so any "
-            "of them trains this design: its convolutions stay as they are, the classifier follows the classes.")
+st.markdown(f"**A short run** to see whether the design still learns. Any data set trains this design: its images "
+            f"are resized to the network's input ({'x'.join(map(str, d.network.input_shape))}), its convolutions "
+            "stay as they are, the classifier follows the classes.")
 c1, c2, c3 = st.columns([2, 2, 3])
 data = c1.selectbox("Data", data_options, key="train_data",
                     format_func=lambda x: f"{x} (not here)" if missing[x] else
@@ -81,6 +117,13 @@ with c3:
         st.file_uploader("A state_dict (.pt, loaded with weights_only)", type=["pt", "pth", "bin"],
                          key="train_upload", max_upload_size=500)
 
+if data == IMAGE_FOLDER:
+    st.text_input("Image folder (a path on the machine the app runs on)", key="train_data_dir",
+                  placeholder="/data/my-images",
+                  help="one sub-folder per class (root/class/image.jpg), or train/ and val/ with class folders "
+                       "inside; without val/ a fixed 90/10 split per class is held out")
+    if folder_classes:
+        st.caption(f"{folder_classes} classes in {state.plain(data_dir)}.")
 if data not in (SYNTHETIC, d.network.dataset):
     classes = target.network.num_classes
     same = classes == d.network.num_classes
@@ -89,7 +132,8 @@ if data not in (SYNTHETIC, d.network.dataset):
                   f"(same convolutions; the classifier gets {classes} classes)."))
 if missing[data]:
     st.warning(state.plain(missing[data]), icon=":material/cloud_off:")
-    st.checkbox(f"Let torchvision download {data} (needs the internet)", key="train_download")
+    if data != IMAGE_FOLDER:
+        st.checkbox(f"Let torchvision download {data} (needs the internet)", key="train_download")
 
 with st.form("train_form", border=True):
     c1, c2, c3, c4 = st.columns(4)
@@ -137,13 +181,14 @@ def _start_weights() -> str | None:
 
 if launched:
     try:
-        if missing[data] and not st.session_state.get("train_download"):
+        if missing[data] and (data == IMAGE_FOLDER or not st.session_state.get("train_download")):
             raise DesignError(missing[data], "data")
+        folder = {"data_dir": data_dir} if data == IMAGE_FOLDER and FOLDERS else {}
         hp = HParams(epochs=int(epochs), max_steps=int(max_steps) or None, batch_size=int(batch), lr=float(lr),
                      schedule=schedule, warmup_epochs=float(warmup), backend=backend, seed=int(seed),
                      data=SYNTHETIC if data == SYNTHETIC else None, download=bool(missing[data]),
                      log_every=10 if data == SYNTHETIC else 50, checkpoint_every_s=float(checkpoint_s),
-                     init_from=_start_weights())
+                     init_from=_start_weights(), **folder)
         run_id = jobs.start_run(target, hp, name=name.strip())
     except DesignError as err:
         st.error(state.plain(err))

@@ -141,3 +141,40 @@ def test_ask_shapes_must_have_the_size_of_the_kernel_they_replace():
     assert pointwise.spec.k == 1
     with pytest.raises(DesignError, match="ASK shapes are 3x3, 5x5, 7x7; this conv is 1x1"):
         check_layer_fits(LayerChoice.preset("ASK_4a"), pointwise, pointwise.name)
+
+
+# ---------------------------------------------------------------------------
+# The torchvision models the README lists: built, a training step at batch 2, every convention counted (on the
+# meta device), ASK_5a on every conv --anycfg covers (full 3x3 convs; ConvNeXt has none). Each at a small input
+# it runs at (Inception v3 needs 75 x 75).
+
+TORCHVISION = {"resnet18": 32, "resnet50": 32, "mobilenet_v2": 32, "mobilenet_v3_small": 32, "efficientnet_b0": 32,
+               "densenet121": 32, "regnet_x_400mf": 32, "convnext_tiny": 32, "googlenet": 32, "inception_v3": 75}
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_network_builds_trains_a_step_counts_and_takes_ask(name):
+    from designer.networks.cfglist import cfglist_layers
+    from designer.networks.editing import apply_preset_to_3x3
+
+    size = TORCHVISION[name]
+    dense = dense_design(Network(f"torchvision:{name}", 0, "image-folder", 10, (3, size, size)))
+    eligible = cfglist_layers(dense.network)
+    design = apply_preset_to_3x3(dense, "ASK_5a") if eligible else dense
+    assert (name == "convnext_tiny") == (not eligible)
+    torch.manual_seed(0)
+    model = build_model(design).train()
+    out = model(torch.randn(BATCH, 3, size, size))
+    assert out.shape == (BATCH, 10)
+    nn.functional.cross_entropy(out, torch.arange(BATCH)).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    names = [layer.name for layer in design_layers(design)]
+    for convention in CONVENTIONS:
+        count = count_design(design, convention)
+        trainable = convention == "bsconv"
+        assert count.params == sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+        counted = {n for n in names if any(e.kind == "conv" and (e.name == n or e.name.startswith(n + "."))
+                                           for e in count.layers)}
+        assert len(counted) == len(names), f"{convention}: convs not counted"
+    if eligible:
+        assert count_design(design, "macs").flops < count_design(dense, "macs").flops

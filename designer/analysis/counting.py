@@ -33,7 +33,7 @@ import torch.nn as nn
 from designer.designs.design import Design, Network
 from designer.designs.kinds import KINDS
 from designer.networks.build import design_layers, validate
-from designer.networks.sources import plain_network, resolve
+from designer.networks.sources import resolve, traced_network
 
 CONVENTIONS = ("macs", "ask", "bsconv")
 
@@ -169,8 +169,8 @@ def _params(module: nn.Module, convention: str) -> int:
 @lru_cache(maxsize=64)
 def count_network(network: Network, padfree: bool, convention: str) -> Count:
     """The plain network's count, traced once (cached): the base every design of it is counted from."""
-    model = plain_network(network, padfree, device="meta")
-    return count_model(model, convention, (1, *resolve(network, padfree).input_shape))
+    with traced_network(network, padfree) as model:  # the meta build the network's other traces share
+        return count_model(model, convention, (1, *resolve(network, padfree).input_shape))
 
 
 @lru_cache(maxsize=256)

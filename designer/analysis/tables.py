@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from designer.analysis.counting import Count, count_design
 from designer.designs.design import Design
 from designer.networks.build import dense_design, design_layers
-from designer.networks.editing import describe_choice
+from designer.networks.editing import describe_choice, layer_groups
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,50 @@ def layer_comparison(design: Design, convention: str = "macs") -> list[dict]:
             for name, v in ((n, acc[n]) for n in order)]
 
 
+def stage_comparison(design: Design, convention: str = "macs") -> list[dict]:
+    """Per stage (designer.networks.editing.layer_groups), in forward order: its convolutions, how many the
+    design changes, and the design's and the dense network's params and FLOPs. A linear layer outside every
+    stage (the classifier) is a row of its own."""
+    convs = design_layers(design)
+    stage = {}
+    for group in layer_groups(design):
+        for i in group.indices:
+            stage[convs[i].name] = group
+    out: dict[str, dict] = {}
+    for row in layer_comparison(design, convention):
+        group = stage.get(row["layer"])
+        name = group.name if group else row["layer"]
+        entry = out.setdefault(name, {
+            "stage": name, "size": f"{group.size[0]}×{group.size[1]}" if group else "",
+            "convs": len(group.indices) if group else 0,
+            "changed": sum(design.layers[i].kind != "dense" for i in group.indices) if group else 0,
+            "dense params": 0, "dense FLOPs": 0, "params": 0, "FLOPs": 0})
+        for key in ("dense params", "dense FLOPs", "params", "FLOPs"):
+            entry[key] += row[key]
+    for entry in out.values():
+        entry["vs dense"] = entry["FLOPs"] / entry["dense FLOPs"] if entry["dense FLOPs"] else 1.0
+    return list(out.values())
+
+
+def layer_rows(design: Design, convention: str = "macs", indices=None, top: int | None = None) -> list[dict]:
+    """layer_comparison's rows with each conv's number ('#', 1-based; a linear layer has none) and choice:
+    only the convolutions at `indices` (a stage's) when given, else every layer; with `top`, the `top` rows of
+    largest dense FLOPs, costliest first (else forward order)."""
+    convs = design_layers(design)
+    by_name = {c.name: c for c in convs}
+    keep = None if indices is None else {convs[i].name for i in indices}
+    rows = []
+    for row in layer_comparison(design, convention):
+        conv = by_name.get(row["layer"])
+        if keep is not None and row["layer"] not in keep:
+            continue
+        rows.append({"#": conv.index + 1 if conv else None, **row,
+                     "choice": describe_choice(design.layers[conv.index]) if conv else "linear"})
+    if top is not None:
+        rows = sorted(rows, key=lambda r: (-r["dense FLOPs"], -r["FLOPs"]))[:top]
+    return rows
+
+
 def kernel_label(spec) -> str:
     """'3x3', '1x1', '5x5 depthwise' or '3x3 g4': what a convolution's kernel is."""
     size = f"{spec.kernel[0]}x{spec.kernel[1]}"
@@ -129,7 +173,7 @@ def _usage(grids: list[list[list[int]]]) -> list[list[float]]:
     return [[sum(g[r][c] for g in grids) / len(grids) for c in range(cols)] for r in range(rows)]
 
 
-def tap_usage(design: Design) -> list[dict]:
+def tap_usage(design: Design, indices=None) -> list[dict]:
     """Per convolution: its kernel, its shapes as k x k 0/1 grids with their channel counts, and the
     fraction of output channels using each tap (what the heatmaps show).
 
@@ -137,7 +181,10 @@ def tap_usage(design: Design) -> list[dict]:
     ASK draws its shapes; HetConv, 1xN and low-rank are not tap shapes, so their usage is None.
     """
     out = []
+    keep = None if indices is None else set(indices)
     for conv, choice in zip(design_layers(design), design.layers):
+        if keep is not None and conv.index not in keep:
+            continue
         entry = {"layer": conv.name, "index": conv.index, "kind": choice.kind, "kernel": kernel_label(conv.spec),
                  "choice": describe_choice(choice), "shapes": [], "usage": None}
         if choice.kind == "ask":
@@ -175,11 +222,12 @@ def layer_ranges(indices: list[int], limit: int | None = None) -> str:
     return ", ".join(kept + ["..."])
 
 
-def kernel_groups(design: Design) -> list[dict]:
+def kernel_groups(design: Design, indices=None) -> list[dict]:
     """tap_usage with equal kernels drawn once: one entry per distinct (kernel, choice, usage), in order of
-    first appearance, with the layers that share it ('1-10, 13'). MobileNetV3's 64 convs are 5 pictures."""
+    first appearance, with the layers that share it ('1-10, 13'). MobileNetV3's 64 convs are 5 pictures.
+    `indices`: only these convolutions (a stage's, say)."""
     groups: dict[tuple, dict] = {}
-    for u in tap_usage(design):
+    for u in tap_usage(design, indices):
         if u["usage"] is None:
             continue
         key = (u["kernel"], u["choice"], str(u["usage"]))

@@ -36,7 +36,7 @@ def cmd_infer(args) -> dict:
     if args.checkpoint is None:
         raise DesignError("infer needs --checkpoint FILE", "infer")
     model = build_model(design)
-    load_weights(model, args.checkpoint)
+    load_weights(model, args.checkpoint, design)
     x = check_input(load_file(args.input, "tensor file"), design, args.input)
     batch = x.unsqueeze(0) if x.dim() == 3 else x
     model.eval()
@@ -88,7 +88,7 @@ def cmd_export(args) -> dict:
     model = None
     if args.checkpoint:
         model = build_model(design)
-        load_weights(model, args.checkpoint)
+        load_weights(model, args.checkpoint, design)
     path = export(design, args.format, args.out, model, args.onnx_form)
     if not args.json:
         print(f"wrote {path} ({args.format})")

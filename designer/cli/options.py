@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from designer.designs.datasets import DATASETS
-from designer.designs.design import MAX_CLASSES, MAX_DEPTH, MAX_INPUT, MAX_JSON_BYTES, Design, loads_design
+from designer.designs.datasets import DATASETS, IMAGE_FOLDER
+from designer.designs.design import MAX_CLASSES, MAX_DEPTH, MAX_INPUT, MAX_JSON_BYTES, Design, Network, loads_design
 from designer.designs.kinds import LayerChoice, check_prune_rate
 from designer.designs.shapes import ASK_PRESETS
 from designer.errors import DesignError, shown
@@ -22,6 +22,7 @@ from designer.networks.cfglist import cfglist_layers, design_from_cfglist, parse
 from designer.networks.sources import network_from_options
 from designer.networks.variants import REARRANGE
 from designer.networks.weights import read_weights
+from designer.runs.data import scan_image_folder
 from models import list_models, padfree_archs
 
 HOME_HELP = "workspace folder (default ./workspace or $KERNEL_STUDIO_HOME)"
@@ -111,7 +112,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help=f"paper families: VGG 11/13/16/19 (default 16); ResNet 6n+2 up to {MAX_DEPTH} "
                             f"(default 20); MobileNets fixed (0)")
     group.add_argument("--dataset", choices=list(DATASETS),
-                       help="default cifar10 for the paper families, image-folder for the others")
+                       help="default cifar10 for the paper families, image-folder for the others (train and "
+                            "runs start take the folder as --data-dir DIR)")
     group.add_argument("--num-classes", type=int_in(1, MAX_CLASSES, "the number of classes"), metavar="N",
                        help="classes of the network (default: the data set's; 1000 for torchvision)")
     group.add_argument("--input-size", type=input_size, metavar="N|CxHxW",
@@ -176,9 +178,11 @@ def design_from_args(args) -> Design:
         if given:
             raise DesignError(f"{given[0]} would be ignored: the design file replaces the model options (put the "
                               f"choice in the design, or leave --design out)", "--design")
-        return validate(loads_design(read_text(args.design, "the design"), args.design))
-    network = network_from_options("vgg" if args.arch is None else args.arch, args.depth, args.dataset, args.num_classes, args.input_size,
-                                   args.arch_kwargs)
+        design = validate(loads_design(read_text(args.design, "the design"), args.design))
+        return on_image_folder(design) if getattr(args, "data_dir", None) is not None else design
+    dataset, num_classes = image_folder_options(args)
+    network = network_from_options("vgg" if args.arch is None else args.arch, args.depth, dataset, num_classes,
+                                   args.input_size, args.arch_kwargs)
     base = dense_design(network, args.padfree)
     if args.layers is not None and args.cfglist is not None:
         raise DesignError("a cfglist lists every 3x3 conv in order; --layers does not apply to it", "--layers")
@@ -192,6 +196,29 @@ def design_from_args(args) -> Design:
     else:
         design = base
     return apply_variant_options(design, args)
+
+
+def image_folder_options(args) -> tuple[str | None, int | None]:
+    """(--dataset, --num-classes) with --data-dir DIR (train, runs start): the data set is the folder, and its
+    classes are the design's unless --num-classes says otherwise (a mismatch is refused when the run starts)."""
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is None:
+        return args.dataset, args.num_classes
+    if args.dataset not in (None, IMAGE_FOLDER):
+        raise DesignError(f"--data-dir trains on a folder of images; --dataset {args.dataset} would be another data "
+                          f"set (leave --dataset out)", "--data-dir")
+    if args.num_classes is not None:
+        return IMAGE_FOLDER, args.num_classes
+    return IMAGE_FOLDER, len(scan_image_folder(data_dir).classes)
+
+
+def on_image_folder(design: Design) -> Design:
+    """A design file's network on an image folder (--design FILE --data-dir DIR): same classes and input."""
+    net = design.network
+    if net.dataset == IMAGE_FOLDER:
+        return design
+    network = Network(net.arch, net.depth, IMAGE_FOLDER, net.num_classes, net.input_shape, net.kwargs)
+    return validate(Design(network, design.layers, design.padfree))
 
 
 def restricted(indices, design: Design, args) -> set[int]:
@@ -235,22 +262,32 @@ def apply_variant_options(design: Design, args) -> Design:
 
 def dense_weights_model(design: Design, checkpoint: str | None) -> torch.nn.Module:
     """The dense network whose weights choose the ranks: the checkpoint's, else a seeded fresh init."""
+    dense = dense_design(design.network, design.padfree)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = build_model(dense_design(design.network, design.padfree))
+        model = build_model(dense)
     if checkpoint is not None:
-        load_weights(model, checkpoint)
+        load_weights(model, checkpoint, dense)
     return model
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Load our checkpoint (a state_dict, or a dict holding one; designer.networks.weights reads it) exactly."""
+def load_weights(model: torch.nn.Module, path: str, design: Design) -> None:
+    """Load weights into `model` (built by build_model(design)): exactly when they are this design's (a
+    state_dict or a run checkpoint of it); else as start weights (designer.networks.weights: the original
+    network's own state_dict, or another design's, each conv taking them by its kind). A classifier head for
+    other classes is refused here: inference and export need trained logits."""
     state = read_weights(path).state_dict
     try:
         model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise DesignError(f"the weights do not fit the design: {first[:200]}", path) from None
+        return
+    except RuntimeError:
+        pass
+    from designer.networks.weights import load_start_weights
+    try:
+        load_start_weights(model, design, path, fresh_head=False)
+    except DesignError as err:
+        reason = str(err).split(": ", 1)[-1] if err.where else str(err)  # without the file name: it comes first
+        raise DesignError(f"the weights do not fit the design: {reason}", path) from None
 
 
 def load_file(path: str, what: str):

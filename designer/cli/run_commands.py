@@ -54,6 +54,10 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval-batch-size", "--test-batch-size", dest="eval_batch_size", type=_bounded("eval_batch_size"))
     group.add_argument("--data", choices=["synthetic"], help="train on the small synthetic set (tests)")
     group.add_argument("--data-root", metavar="DIR", help="where data sets are (default <workspace>/data)")
+    group.add_argument("--data-dir", metavar="DIR",
+                       help="train on your images: DIR/train/<class>/ and DIR/val/<class>/, or DIR/<class>/ split "
+                            "90/10 (sets --dataset image-folder; without --num-classes the design takes the "
+                            "folder's classes)")
     group.add_argument("--no-download", dest="download", action="store_false", default=None,
                        help="never download a missing data set")
     group.add_argument("--home", help=HOME_HELP)

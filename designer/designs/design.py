@@ -138,7 +138,7 @@ def did_you_mean(word: str, choices) -> str:
 def layer_from_json(raw, where: str) -> LayerChoice:
     _expect(raw, dict, "a layer", where)
     kind = raw.get("kind", "dense")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise DesignError(f"unknown kind {shown(kind)} (choose one of {', '.join(KINDS)})", where)
     fields = KINDS[kind].fields
     for key in raw:

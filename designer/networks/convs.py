@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from designer.designs.design import Network
-from designer.networks.sources import plain_network, resolve
+from designer.networks.sources import resolve, traced_network
 from models.layers.spec import ConvSpec
 
 ROLES = ("first", "depthwise", "pointwise", "classifier", "conv")
@@ -48,11 +48,21 @@ def _role(index: int, spec: ConvSpec, out_size: tuple[int, int], last: bool, num
     return "conv"
 
 
-@lru_cache(maxsize=64)
 def conv_layers(network: Network, padfree: bool = False) -> tuple[ConvLayer, ...]:
     """Every convolution the network's forward runs, in the order it first runs them."""
-    network = resolve(network, padfree)
-    model = plain_network(network, padfree, device="meta")
+    return _conv_layers(resolve(network, padfree), padfree)  # one trace per network, however it is written
+
+
+@lru_cache(maxsize=64)
+def _conv_layers(network: Network, padfree: bool) -> tuple[ConvLayer, ...]:
+    with traced_network(network, padfree) as model:
+        return _trace_convs(network, model)
+
+
+conv_layers.cache_clear = _conv_layers.cache_clear  # as when conv_layers was the cached function itself
+
+
+def _trace_convs(network: Network, model: nn.Module) -> tuple[ConvLayer, ...]:
     names = {module: name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
     seen: dict[nn.Module, list] = {}  # conv -> [in size, out size, calls], in first-call order
 

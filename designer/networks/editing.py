@@ -7,7 +7,9 @@ the layer and the problem and leaves the design as it was.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from designer.designs.datasets import dataset_info
 from designer.designs.design import Design, Network, design_from_json, load_json_text
@@ -15,6 +17,7 @@ from designer.designs.kinds import DENSE, LayerChoice, describe_choice, preset_n
 from designer.designs.shapes import KERNEL_SIZES, KernelShape, preset_shapes, tap_number, tap_position
 from designer.errors import DesignError
 from designer.networks.build import ConvLayer, can_take, check_layer_fits, dense_design, design_layers, validate
+from designer.networks.convs import conv_layers
 from designer.networks.cfglist import cfglist_layers, design_from_cfglist, parse_cfglist_text
 from designer.networks.sources import network_label
 from models import list_models, model_info, padfree_archs, supports_padfree
@@ -151,10 +154,12 @@ def lowrank_targets(design: Design, indices, rank: int) -> tuple[list[int], list
     layer whose factor pair would cost at least the dense conv's MACs stays dense (designer.networks.lowrank)."""
     from designer.networks.lowrank import why_not_lowrank
 
+    from designer.networks.build import why_not_layer
+
     keep, notes = [], []
     convs = design_layers(design)
     for i in sorted(set(indices)):
-        why = why_not_lowrank(convs[i], rank)
+        why = why_not_layer(LayerChoice.lowrank(rank), convs[i]) or why_not_lowrank(convs[i], rank)
         if why:
             notes.append(f"layer {i + 1} stays as it is: {why}")
         else:
@@ -186,6 +191,19 @@ def default_depth(arch: str) -> int:
 def has_depth(arch: str) -> bool:
     """Whether the family comes in several depths (the MobileNets have one fixed depth)."""
     return bool(model_info(arch).depths)
+
+
+def source_input_size(network: Network) -> int:
+    """The input side (pixels) the network's source defines: a paper family's (32), the crop of torchvision's
+    weights (224 for most), 224 for an entry point."""
+    from designer.networks.sources import ENTRY_POINT_INPUT
+    from models.torchvision_models import default_input_shape
+
+    if network.source == "paper":
+        return model_info(network.arch).input_shape[-1]
+    if network.source == "torchvision":
+        return default_input_shape(network.arch)[-1]
+    return ENTRY_POINT_INPUT[-1]
 
 
 def full_kxk_layers(design: Design) -> list[int]:
@@ -232,6 +250,197 @@ def hetconv_targets(design: Design, indices) -> tuple[list[int], list[str]]:
                      f"convolution (1x1, depthwise or grouped) and stay{'s' if len(not_3x3) == 1 else ''} as "
                      f"{'they are' if len(not_3x3) > 1 else 'it is'}")
     return keep, notes
+
+
+# --- groups of layers: stages and blocks ------------------------------------------------------
+
+MAX_STAGES = 12  # more path groups than this (MobileNetV2's 19 features.N, VGG's 13 convs) merge by resolution
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """Consecutive convolutions that belong together: a stage (layer3, features.denseblock3) or a block in it.
+
+    name: the module path they share ('layer3'), or 'first - last' for a run merged by resolution;
+    pattern: a name pattern that selects them (None when no simple one does); size: their output resolution.
+    """
+
+    name: str
+    indices: tuple[int, ...]
+    size: tuple[int, int]
+    pattern: str | None = None
+    blocks: tuple["LayerGroup", ...] = ()
+
+    @property
+    def label(self) -> str:
+        n = len(self.indices)
+        return f"{self.name} · {n} conv{'s' if n != 1 else ''} · {self.size[0]}×{self.size[1]}"
+
+
+def layer_groups(design: Design) -> tuple[LayerGroup, ...]:
+    """The design's convolutions grouped into stages (each with its blocks), in forward order.
+
+    Stages follow the module paths: the first component after the prefix every name shares (ResNet's layer1..4,
+    DenseNet's denseblockN and transitionN, EfficientNet's features.N); a stage holding more than half of the
+    convolutions is split one level further (RegNet's trunk_output). Where that gives more than MAX_STAGES
+    groups, consecutive groups at the same output resolution merge (MobileNetV2's 19 blocks make 5 stages,
+    VGG's 13 convs its 5 resolutions). A stage's blocks are the next component of the path (layer3.0 ...) or,
+    for a merged stage, the groups it merged. Cached per network."""
+    return _layer_groups(design.network, design.padfree)
+
+
+@lru_cache(maxsize=64)
+def _layer_groups(network: Network, padfree: bool) -> tuple[LayerGroup, ...]:
+    convs = conv_layers(network, padfree)
+    if not convs:
+        return ()
+    items = [(c.index, c.name.split(".")) for c in convs]
+    common = 0
+    shortest = min(len(parts) for _, parts in items)
+    while common < shortest - 1 and len({tuple(parts[:common + 1]) for _, parts in items}) == 1:
+        common += 1
+    stages = [(key, members, common) for key, members in _runs(items, common)]
+    split = True
+    while split:
+        split = False
+        for j, (_key, members, depth) in enumerate(stages):
+            if len(members) > 1 and len(members) * 2 > len(items):
+                finer = _runs(members, depth + 1)
+                if len(finer) > 1:
+                    stages[j:j + 1] = [(k, m, depth + 1) for k, m in finer]
+                    split = True
+                    break
+    groups = [_path_group(convs, key, members, depth, with_blocks=True) for key, members, depth in stages]
+    if len(groups) > MAX_STAGES:
+        merged: list[list[LayerGroup]] = []
+        for group in groups:
+            if merged and merged[-1][-1].size == group.size:
+                merged[-1].append(group)
+            else:
+                merged.append([group])
+        groups = [run[0] if len(run) == 1 else _merged(run) for run in merged]
+    return tuple(_unique_names(groups))
+
+
+def _runs(items, depth: int) -> list[tuple[tuple[str, ...], list]]:
+    """Consecutive runs of items whose paths agree on their first depth + 1 components."""
+    runs: list[tuple[tuple[str, ...], list]] = []
+    for index, parts in items:
+        key = tuple(parts[:depth + 1])
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append((index, parts))
+        else:
+            runs.append((key, [(index, parts)]))
+    return runs
+
+
+def _resolution(convs, indices) -> tuple[int, int]:
+    """The output resolution of a group: its last conv's that is not a squeeze-excite 1x1 (else its last)."""
+    sizes = [convs[i].out_size for i in indices]
+    return next((s for s in reversed(sizes) if s != (1, 1)), sizes[-1])
+
+
+def _path_group(convs, key, members, depth: int, with_blocks: bool) -> LayerGroup:
+    name = ".".join(key)
+    indices = tuple(i for i, _ in members)
+    deeper = any(len(parts) > depth + 1 for _, parts in members)
+    blocks: tuple[LayerGroup, ...] = ()
+    if with_blocks and deeper:
+        runs = _runs(members, depth + 1)
+        if len(runs) > 1:
+            blocks = tuple(_unique_names(_path_group(convs, k, m, depth + 1, False) for k, m in runs))
+    return LayerGroup(name, indices, _resolution(convs, indices), f"{name}.*" if deeper else name, blocks)
+
+
+def _merged(run: list[LayerGroup]) -> LayerGroup:
+    first, last = run[0].name, run[-1].name
+    head, _, tail = last.rpartition(".")
+    name = f"{first}–{tail}" if head and first.startswith(head + ".") else f"{first} – {last}"
+    indices = tuple(i for group in run for i in group.indices)
+    blocks = tuple(LayerGroup(g.name, g.indices, g.size, g.pattern) for g in run)
+    return LayerGroup(name, indices, run[-1].size, None, blocks)
+
+
+def _unique_names(groups) -> list[LayerGroup]:
+    """Groups with distinct names: a path that comes back later (not next to its first run) gets ' (2)'."""
+    seen: dict[str, int] = {}
+    out = []
+    for group in groups:
+        seen[group.name] = seen.get(group.name, 0) + 1
+        if seen[group.name] > 1:
+            group = LayerGroup(f"{group.name} ({seen[group.name]})", group.indices, group.size, None, group.blocks)
+        out.append(group)
+    return out
+
+
+def stage_of(design: Design) -> list[str]:
+    """The name of each convolution's stage (layer_groups), by layer index."""
+    names = [""] * len(design.layers)
+    for group in layer_groups(design):
+        for i in group.indices:
+            names[i] = group.name
+    return names
+
+
+def block_of(design: Design) -> list[str]:
+    """The name of each convolution's block (its stage's name where the stage has no blocks), by layer index."""
+    names = [""] * len(design.layers)
+    for group in layer_groups(design):
+        for block in group.blocks or (group,):
+            for i in block.indices:
+                names[i] = block.name
+    return names
+
+
+ELIGIBLE = {  # kind -> what "all eligible" selects (the layers the papers give that kind)
+    "ask": "ASK shapes (full 3x3 convs)",
+    "hetconv": "HetConv (full 3x3 convs but the first)",
+    "blocksparse": "1xN pruning (full convs but the first and the classifier)",
+    "lowrank": "low-rank (full convs but the classifier)",
+}
+
+
+def eligible_layers(design: Design, kind: str, indices=None) -> list[int]:
+    """The convolutions (of `indices`, default all) that can take `kind` where the papers use it (ELIGIBLE):
+    ASK presets on full 3x3 convs, HetConv on full 3x3 convs but the first, 1xN on full convs but the first
+    and the classifier, low-rank on full convs but the classifier. A conv the forward runs twice is left out."""
+    from designer.networks.variants import hetconv_layers, lowrank_layers, pruning_layers
+
+    if kind not in ELIGIBLE:
+        raise DesignError(f"unknown kind {kind!r} (choose one of {', '.join(ELIGIBLE)})", "selection")
+    convs = design_layers(design)
+    pool = range(len(convs)) if indices is None else sorted(set(indices))
+    if kind == "ask":
+        return ask_targets(design, pool, 3)[0]
+    fits = set({"hetconv": hetconv_layers, "blocksparse": lambda c: pruning_layers(c, 1),
+                "lowrank": lowrank_layers}[kind](convs))
+    return [i for i in pool if i in fits]
+
+
+def server_models(setting: str | None = None) -> tuple[list[str], list[str]]:
+    """The entry points a server offers (KERNEL_STUDIO_MODELS: comma-separated package.module:callable; None
+    reads the environment) and a note on each entry that is not one (left out)."""
+    from models.entry_point import ENTRY_POINT
+
+    text = os.environ.get("KERNEL_STUDIO_MODELS", "") if setting is None else setting
+    names, notes = [], []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if ENTRY_POINT.match(item) and not item.startswith("torchvision:"):
+            names.append(item)
+        else:
+            notes.append(f"KERNEL_STUDIO_MODELS: {item[:80]!r} is not package.module:callable; left out")
+    return list(dict.fromkeys(names)), notes
+
+
+def offer_only(names) -> None:
+    """Let only these entry points build from now on (designer.networks.sources.restrict_entry_points), unless
+    that is already the rule: the resolve cache is kept when nothing changes."""
+    from designer.networks import sources
+
+    if sources._allowed_entry_points != frozenset(names):
+        sources.restrict_entry_points(names)
 
 
 # --- drawing shapes ----------------------------------------------------------------------------
@@ -289,8 +498,12 @@ def uniform_preset(design: Design) -> str | None:
     return names.pop()
 
 
+MAX_SUMMARY_RUNS = 8
+
+
 def summarize(design: Design) -> str:
-    """One line: 'VGG-16 on cifar10: ASK_5a x10, ASK_2 x3' (runs of equal choices, in order)."""
+    """One line: 'VGG-16 on cifar10: ASK_5a x10, ASK_2 x3' (runs of equal choices, in order); past
+    MAX_SUMMARY_RUNS runs, each choice's total in order of first use: 'dense x62, ASK_5a x58 (interleaved, ...)'."""
     net = design.network
     runs: list[list] = []
     for choice in design.layers:
@@ -300,6 +513,11 @@ def summarize(design: Design) -> str:
         else:
             runs.append([label, 1])
     body = ", ".join(f"{label} x{n}" for label, n in runs) if runs else "no layers"
+    if len(runs) > MAX_SUMMARY_RUNS:  # interleaved choices (DenseNet's 1x1 and 3x3): totals, not 100 runs
+        counts: dict[str, int] = {}
+        for label, n in runs:
+            counts[label] = counts.get(label, 0) + n
+        body = ", ".join(f"{label} x{n}" for label, n in counts.items()) + f" (interleaved, {len(runs)} runs)"
     pad = ", padding-free" if design.padfree else ""
     return f"{network_label(net)} on {net.dataset}: {body}{pad}"
 

@@ -30,13 +30,23 @@ from models.torchvision_models import DEFAULT_CLASSES, build_torchvision, defaul
 ENTRY_POINT_INPUT = (3, 224, 224)
 _allowed_entry_points: frozenset[str] | None = None  # None: any (the CLI: the user's own machine)
 _build_lock = threading.RLock()  # construction may patch nn.Module (see _parameters_on_meta): one at a time
+_trace_lock = threading.RLock()  # a shared meta network takes one trace's hooks at a time
+_meta_networks: dict = {}  # (resolved Network, padfree) -> its plain network on the meta device, for traces
+MAX_META_NETWORKS = 16
 
 
 def restrict_entry_points(names) -> None:
     """Only these entry points may be built from now on (the app: its server-side setting; empty: none)."""
     global _allowed_entry_points
     _allowed_entry_points = frozenset(names)
+    clear_caches()
+
+
+def clear_caches() -> None:
+    """Forget every resolved network and its meta build (the next trace starts from nothing)."""
     resolve.cache_clear()
+    with _trace_lock:
+        _meta_networks.clear()
 
 
 def allowed_entry_points() -> list[str]:
@@ -98,6 +108,27 @@ def plain_network(network: Network, padfree: bool = False, device: str | torch.d
     return _construct(_builder(network, padfree), device)
 
 
+@contextlib.contextmanager
+def traced_network(network: Network, padfree: bool = False):
+    """The plain network on the meta device, built once per resolved network and shared by the traces that only
+    read it (its convolutions, its counts): add hooks inside and remove them before leaving; never change it
+    (plain_network gives a model of one's own). One trace at a time."""
+    network = resolve(network, padfree)
+    with _trace_lock:
+        model = _meta_networks.get((network, padfree))
+        if model is None:
+            model = _remember(network, padfree, plain_network(network, padfree, device="meta"))
+        yield model
+
+
+def _remember(network: Network, padfree: bool, model: nn.Module) -> nn.Module:
+    with _trace_lock:
+        while len(_meta_networks) >= MAX_META_NETWORKS:
+            del _meta_networks[next(iter(_meta_networks))]
+        _meta_networks[network, padfree] = model
+    return model
+
+
 def output_shape(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape of the model's output for one image, traced on the meta device (the model must be there)."""
     was_training = model.training
@@ -142,7 +173,10 @@ def resolve(network: Network, padfree: bool = False) -> Network:
     if network.num_classes and shape[1] != network.num_classes:
         raise DesignError(f"{network.arch} outputs {shape[1]} classes, the design needs {network.num_classes} "
                           f"(its data set's); give the network a num_classes keyword argument", "network")
-    return Network(network.arch, network.depth, network.dataset, shape[1], network.input_shape, network.kwargs)
+    resolved = Network(network.arch, network.depth, network.dataset, shape[1], network.input_shape, network.kwargs)
+    if resolved == network:  # the model built here is the resolved network's: the traces that follow reuse it
+        _remember(resolved, padfree, model)
+    return resolved
 
 
 def _resolve_paper(network: Network, padfree: bool, data_classes: int) -> Network:

@@ -10,20 +10,33 @@ finished run) first goes back to dense, each variant layer through its
 product). Files load with torch.load(weights_only=True): a plain state_dict,
 or a run checkpoint (designer.runs.checkpoints), whose design tells which kind
 each of its layers is.
+
+A plain state_dict of the original network in its own layout (torchvision's
+own weights, or a user's model's) is the dense network's, so it starts any
+design of that network. Fine-tuning on another number of classes: when the
+only tensors that do not fit are the classifier head's (the last layer the
+forward runs, producing the classes) and only in the number of classes, the
+head starts fresh (the model's own initialisation) and the description says
+so. Torchvision's auxiliary heads (GoogLeNet, Inception v3), which our
+builds leave out, are ignored in its weights.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from designer.designs.design import Design, design_from_json
+from designer.designs.design import Design, Network, design_from_json
 from designer.designs.kinds import DENSE
 from designer.errors import DesignError
 from designer.networks.build import build_model, design_layers, validate
+from designer.networks.sources import resolve, traced_network
 from models.layers.lowrank import LowRankConv2d
+from models.torchvision_models import AUX_HEADS
 
 
 @dataclass(frozen=True)
@@ -109,17 +122,20 @@ def dense_weights_of(design: Design, state_dict: dict, where: str = "state_dict"
     return dense
 
 
-def load_start_weights(model: nn.Module, design: Design, source) -> str:
+def load_start_weights(model: nn.Module, design: Design, source, fresh_head: bool = True) -> str:
     """Load trained weights into `model` (built by build_model(design)); returns what they were, for the UI.
 
     `source`: a path (str or Path) to a state_dict or run checkpoint, or a
     state_dict. Non-conv tensors are copied as they are; each conv takes the
     dense kernel by its kind: dense copies it, ASK keeps its active taps,
     HetConv its kept parts, 1xN computes its masks from it (L1 norms), low-rank
-    decomposes it (accnn SVD at the layer's rank).
+    decomposes it (accnn SVD at the layer's rank). A classifier head for
+    another number of classes keeps the model's own fresh initialisation (said
+    in the description); with fresh_head=False it is refused like any tensor
+    that does not fit.
     """
-    dense, description = dense_start_weights(design, source)
-    load_dense_weights(model, design, dense, _where(source))
+    dense, description, fresh = _start_weights(design, source, fresh_head)
+    load_dense_weights(model, design, dense, _where(source), keep=fresh)
     return description
 
 
@@ -127,14 +143,103 @@ def dense_start_weights(design: Design, source) -> tuple[dict[str, torch.Tensor]
     """(the dense state_dict of the network, what it was) from a path or state_dict, as load_start_weights reads it.
 
     A run checkpoint's own design says how its layers are stored; otherwise they are dense or `design`'s.
+    A classifier head for another number of classes comes freshly initialised (see load_start_weights).
     What e.g. lowrank_by_ratio(..., weights=) and the 1xN / low-rank previews of the Design page take.
     """
+    dense, description, _ = _start_weights(design, source, True)
+    return dense, description
+
+
+def _start_weights(design: Design, source, fresh_head: bool) -> tuple[dict[str, torch.Tensor], str, frozenset]:
+    """(dense state_dict, description, keys of a classifier head that starts fresh)."""
     where = _where(source)
     if isinstance(source, dict):
         start = StartWeights(as_state_dict(source, where), None, "the given state_dict")
     else:
         start = read_weights(source)
-    return dense_weights_of(start.design or design, start.state_dict, where), start.description
+    design = validate(design)
+    state, notes = _without_aux_heads(design, start.state_dict)
+    fresh: frozenset = frozenset()
+    if start.design is not None:  # its own layout first; then the head, against this design
+        state = dense_weights_of(start.design, state, where)
+    if fresh_head:
+        state, fresh, note = _fresh_head(design, state)
+        notes += note
+    dense = state if start.design is not None else dense_weights_of(design, state, where)
+    return dense, start.description + notes, fresh
+
+
+def _without_aux_heads(design: Design, state: dict) -> tuple[dict, str]:
+    """Torchvision's own weights of GoogLeNet / Inception v3 hold auxiliary heads our builds leave out."""
+    network = design.network
+    heads = AUX_HEADS.get(network.name, ()) if network.source == "torchvision" else ()
+    own = _dense_keys(network, design.padfree)
+    heads = [h for h in heads if not any(k.startswith(h + ".") for k in own)]
+    dropped = [k for k in state if any(k.startswith(h + ".") for h in heads)]
+    if not dropped:
+        return state, ""
+    return ({k: v for k, v in state.items() if k not in dropped},
+            f"; torchvision's auxiliary heads ({', '.join(heads)}: {len(dropped)} tensors) are left out, as in "
+            f"this network")
+
+
+@lru_cache(maxsize=64)
+def _dense_keys(network: Network, padfree: bool) -> frozenset:
+    with traced_network(network, padfree) as model:
+        return frozenset(model.state_dict())
+
+
+@lru_cache(maxsize=64)
+def classifier_head(network: Network, padfree: bool = False) -> str | None:
+    """The module path of the classifier head: the last nn.Linear or nn.Conv2d the forward runs, when its output
+    features are the network's classes (None otherwise)."""
+    network = resolve(network, padfree)
+    with traced_network(network, padfree) as model:
+        names = {module: name for name, module in model.named_modules()
+                 if isinstance(module, (nn.Linear, nn.Conv2d))}
+        called: list[nn.Module] = []
+        handles = [module.register_forward_hook(lambda m, i, o: called.append(m)) for module in names]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), torch.device("meta"):
+                model(torch.empty(1, *network.input_shape, device="meta"))
+        finally:
+            for handle in handles:
+                handle.remove()
+            model.train(was_training)
+    if not called:
+        return None
+    last = called[-1]
+    features = last.out_features if isinstance(last, nn.Linear) else last.out_channels
+    return names[last] if features == network.num_classes else None
+
+
+def _fresh_head(design: Design, state: dict) -> tuple[dict, frozenset, str]:
+    """When the only tensors of `state` (dense layout) of another shape than the design's are its classifier
+    head's, and only in the number of classes: those replaced by a fresh initialisation of the head, their
+    keys, and a note. Else `state` as it is (the usual check names what does not fit)."""
+    head = classifier_head(design.network, design.padfree)
+    if head is None:
+        return state, frozenset(), ""
+    with torch.device("meta"):
+        model = build_model(design)
+    expected = _dense_shapes(model, design_layers(design))
+    wrong = [k for k, shape in expected.items() if k in state and tuple(state[k].shape) != shape]
+    keys = [k for k in expected if k.startswith(head + ".") and "." not in k[len(head) + 1:]]
+    if f"{head}.weight" not in wrong or not set(wrong) <= set(keys) or \
+            any(tuple(state[k].shape[1:]) != expected[k][1:] for k in wrong):
+        return state, frozenset(), ""
+    with traced_network(design.network, design.padfree) as model:
+        module = copy.deepcopy(model.get_submodule(head))
+    with torch.random.fork_rng(devices=[]):  # a placeholder init must not move the caller's random stream
+        module = module.to_empty(device="cpu")
+        module.reset_parameters()
+    fresh = {f"{head}.{name}": tensor.detach() for name, tensor in module.state_dict().items()}
+    theirs, ours = state[f"{head}.weight"].shape[0], expected[f"{head}.weight"][0]
+    note = (f"; its classifier head {head} is for {theirs} classes, the design has {ours}: {head} starts fresh "
+            f"(the rest is loaded)")
+    return {**state, **{k: fresh[k] for k in keys}}, frozenset(keys), note
 
 
 def check_start_weights(design: Design, source) -> str:
@@ -150,15 +255,19 @@ def check_start_weights(design: Design, source) -> str:
 
 
 @torch.no_grad()
-def load_dense_weights(model: nn.Module, design: Design, dense: dict, where: str = "state_dict") -> None:
-    """Load a dense state_dict of the design's network into `model`, each conv by its kind."""
+def load_dense_weights(model: nn.Module, design: Design, dense: dict, where: str = "state_dict",
+                       keep=frozenset()) -> None:
+    """Load a dense state_dict of the design's network into `model`, each conv by its kind; the tensors named in
+    `keep` (a head that starts fresh) stay as the model has them."""
     dense = as_state_dict(dense, where)
     layers = design_layers(validate(design))
     names = [layer.name for layer in layers]
     _check_fits(_dense_shapes(model, layers), dense, where)
     conv_keys = {f"{name}.{part}" for name in names for part in ("weight", "bias")}
-    model.load_state_dict({k: v for k, v in dense.items() if k not in conv_keys}, strict=False)
+    model.load_state_dict({k: v for k, v in dense.items() if k not in conv_keys and k not in keep}, strict=False)
     for layer in layers:
+        if f"{layer.name}.weight" in keep:
+            continue
         module = model.get_submodule(layer.name)
         like = next(module.parameters())
         weight = dense[f"{layer.name}.weight"].to(like.device, like.dtype)

@@ -55,11 +55,13 @@ def _store(home_or_store) -> RunStore:
 def prepare(design: Design, hp: HParams, home: Path) -> tuple[Design, HParams]:
     """Check both before anything is recorded or started (start weights included: they are
     loaded once here, so a file that does not fit fails now, not in the background); pin the
-    data folder and the start weights to absolute paths."""
+    data folder, the image folder and the start weights to absolute paths."""
     design = validate(design)
     hp = hp.checked_for(design)
     if hp.data_root is None:
         hp = replace(hp, data_root=str(data_root(home).resolve()))
+    if hp.data_dir is not None:  # the image folder, wherever the run process starts
+        hp = replace(hp, data_dir=str(Path(hp.data_dir).expanduser().resolve()))
     if hp.init_from:
         hp = replace(hp, init_from=str(Path(hp.init_from).resolve()))
         check_start_weights(design, hp.init_from)

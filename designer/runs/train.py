@@ -31,12 +31,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from designer.analysis.counting import count_design
-from designer.designs.datasets import dataset_info
+from designer.designs.datasets import IMAGE_FOLDER
 from designer.designs.design import Design
 from designer.errors import DesignError
 from designer.networks.build import build_model, validate
 from designer.runs.checkpoints import load_latest, save_checkpoint
-from designer.runs.data import SYNTHETIC, SYNTHETIC_SIZES, eval_loader, load_datasets, train_loader
+from designer.runs.data import SYNTHETIC, eval_loader, load_datasets, train_loader, train_size
 from designer.runs.store import StoreError
 from designer.workspace import data_root
 from models.layers.ask import ASK_BACKENDS
@@ -55,7 +55,8 @@ NUMBER_RANGES = {  # number fields: (lowest, highest); lr must also be above 0
     "checkpoint_every_s": (0, 86_400), "log_every_s": (0, 86_400),
 }
 BOOLS = ("download", "channels_last")
-OPTIONAL_PATHS = ("data_root", "init_from")
+OPTIONAL_PATHS = ("data_root", "init_from", "data_dir")
+EVAL_PIXELS = 500 * 32 * 32  # an evaluation batch holds at most this many input pixels (unless the training one does)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class HParams:
     log_every_s: float = 5.0  # seconds between step metrics, besides every log_every steps: curves move; 0: off
     init_from: str | None = None  # start from these weights (a dense or same-design state_dict), unless resuming
     data_limit: int | None = None  # train and test on the first N images of each split only (quick trials)
+    data_dir: str | None = None  # the image folder of an image-folder design (absolute once a run is recorded)
 
     def checked(self) -> "HParams":
         """Self, or DesignError naming the option that is out of range or of the wrong type."""
@@ -118,10 +120,14 @@ class HParams:
         return self
 
     def checked_for(self, design: Design) -> "HParams":
-        """checked(), and the batch fits the training set the run will use."""
+        """checked(), an image folder that is there with the design's classes, and the batch fits the training
+        set the run will use."""
         self.checked()
         dataset = self.data or design.network.dataset
-        size = SYNTHETIC_SIZES[0] if dataset == SYNTHETIC else dataset_info(dataset).train_size
+        if self.data_dir is not None and dataset != IMAGE_FOLDER:
+            raise DesignError(f"--data-dir is an image folder to train on, but this run trains on {dataset} "
+                              f"(an image-folder design trains on a folder)", "--data-dir")
+        size = train_size(dataset, self.data_dir, design.network.num_classes)
         size = min(size, self.data_limit or size)
         if self.batch_size > size:
             raise DesignError(f"a batch of {self.batch_size} is more than the {size} training images of "
@@ -309,10 +315,14 @@ def train(design: Design, hp: HParams, run_dir: str | Path, store=None, run_id: 
     memory_format = torch.channels_last if hp.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     root = Path(hp.data_root) if hp.data_root else data_root()
-    train_ds, test_ds = load_datasets(hp.data or design.network.dataset, root, design.network.num_classes, hp.download)
+    shape = design.network.input_shape
+    train_ds, test_ds = load_datasets(hp.data or design.network.dataset, root, design.network.num_classes,
+                                      hp.download, input_shape=shape, data_dir=hp.data_dir)
     train_ds, test_ds = train_ds.head(hp.data_limit), test_ds.head(hp.data_limit)
     loader, sampler = train_loader(train_ds, hp.batch_size, hp.seed, hp.workers)
-    tests = eval_loader(test_ds, hp.eval_batch_size, hp.workers)
+    # Large inputs evaluate in smaller batches (memory), never smaller than the training batch; 32x32: as asked.
+    eval_batch = min(hp.eval_batch_size, max(hp.batch_size, EVAL_PIXELS // (shape[1] * shape[2])))
+    tests = eval_loader(test_ds, eval_batch, hp.workers)
     per_epoch = len(loader)
     total = hp.epochs * per_epoch if hp.max_steps is None else min(hp.max_steps, hp.epochs * per_epoch)
     warmup = min(round(hp.warmup_epochs * per_epoch), total // 2)

@@ -195,3 +195,59 @@ def test_stop_then_resume_continues_from_the_saved_step(tmp_path):
         assert f"at step {saved}" in log
         steps = [m["step"] for m in store.metrics(1, split="step", name="loss")]
         assert steps == sorted(set(steps))  # no step logged twice
+
+
+def sidebar_metric(driver, label: str) -> str:
+    for metric in driver.find_elements("css selector", '[data-testid="stSidebar"] [data-testid="stMetric"]'):
+        if metric.find_element("css selector", '[data-testid="stMetricLabel"]').text.strip() == label:
+            return metric.find_element("css selector", '[data-testid="stMetricValue"]').text.strip()
+    raise AssertionError(f"no sidebar metric {label!r}")
+
+
+def test_torchvision_resnet18_with_ask_5a_on_layer3(tmp_path):
+    """A torchvision network from the Design page: ResNet-18, the layers of layer3.* by name pattern, ASK_5a on
+    them (the 1x1 downsample keeps its kernel); the sidebar's counts follow and the Analyze page reads well."""
+    from designer.analysis.tables import totals
+    from designer.designs.design import Network
+    from designer.networks.build import dense_design
+    from designer.networks.editing import apply_preset
+
+    dense = dense_design(Network("torchvision:resnet18", 0, "cifar10"))
+    want, base = totals(apply_preset(dense, [10, 11, 13, 14], "ASK_5a")), totals(dense)
+    with streamlit_app(tmp_path) as url, chromium(1400, 1100) as driver:
+        driver.get(url)
+        wait_text(driver, "Kernel for 13 selected layers")
+        wait_idle(driver)
+        click_text(driver, "torchvision")
+        wait_text(driver, "Kernel for 20 selected layers")
+        assert selected(driver, "net_tv_model") == "resnet18"
+        assert "torchvision resnet18 · cifar10 · 3×224×224" in body_text(driver)
+        assert sidebar_metric(driver, "MACs") == f"{base.flops / 1e6:.2f}M"
+
+        type_into(driver, "sel_pattern", "layer3.*")
+        wait_text(driver, "Showing 5 of 20 convolutions ('layer3.*')")
+        click_key(driver, "sel_match")
+        wait_text(driver, "Kernel for 5 selected layers")
+        click_tab(driver, "ASK preset")
+        click_key(driver, "apply_preset")
+        wait_text(driver, "ASK_5a x2, dense x1, ASK_5a x2")
+        wait_idle(driver)
+        assert_no_exception(driver)
+        assert sidebar_metric(driver, "MACs") == main_metric(driver, "MACs") == f"{want.flops / 1e6:.2f}M"
+        assert sidebar_metric(driver, "Params") == f"{want.params / 1e6:.4f}M"
+        assert f"{want.flops_ratio:.3f}x dense" in body_text(driver)
+        screenshot(driver, SHOTS / "torchvision-resnet18-design.png", height=1900)
+
+        open_page(driver, "Analyze")
+        wait_text(driver, "Per stage, against the dense network")
+        assert_no_exception(driver)
+        screenshot(driver, SHOTS / "torchvision-resnet18-analyze.png", height=2100)
+        for page in ("Benchmark", "Train", "Runs", "Design"):
+            open_page(driver, page)
+            assert_no_exception(driver)
+
+        driver.get(driver.current_url)  # a reload: the torchvision design comes back from the address
+        wait_text(driver, "Kernel for")
+        wait_idle(driver)
+        assert "torchvision resnet18 · cifar10" in body_text(driver)
+        assert sidebar_metric(driver, "MACs") == f"{want.flops / 1e6:.2f}M"

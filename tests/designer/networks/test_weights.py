@@ -223,31 +223,35 @@ def test_a_checkpoint_of_another_network_names_the_tensor_and_both_shapes(tmp_pa
     path = tmp_path / "c100.pt"
     torch.save(trained(dense_design(Network("resnet", 8, "cifar100"))).state_dict(), path)
     with pytest.raises(DesignError, match=r"c100\.pt: fc\.weight has shape \(100, 64\), the design expects \(10, 64\)"):
-        load_start_weights(build_model(DENSE8), DENSE8, path)
+        load_start_weights(build_model(DENSE8), DENSE8, path, fresh_head=False)
+    wide = trained(dense_design(Network("resnet", 8, "cifar100"))).state_dict()
+    wide["conv1.weight"] = torch.zeros(16, 3, 5, 5)  # the head and another tensor differ: not a fine-tuning start
+    with pytest.raises(DesignError, match=r"conv1\.weight has shape \(16, 3, 5, 5\), the design expects \(16, 3, 3, 3\)"):
+        load_start_weights(build_model(DENSE8), DENSE8, wide)
     vgg = trained(dense_design(Network("vgg", 11, "cifar10"))).state_dict()
     with pytest.raises(DesignError, match=r"conv1\.weight is missing: the design expects a tensor of shape "
                                           r"\(16, 3, 3, 3\)"):
         load_start_weights(build_model(DENSE8), DENSE8, vgg)
 
 
-def test_a_conv_bias_an_ask_layer_cannot_hold_is_refused_unless_zero():
+def test_an_ask_layer_in_place_of_a_conv_with_a_bias_keeps_the_bias():
     dense = dense_design(Network("vgg_hetconv", 11, "cifar10"))  # its first conv has a bias
     ask = dense.with_layers([LayerChoice.preset("ASK_5a"), *dense.layers[1:]])
     weights = trained(dense).state_dict()
-    weights["features.0.bias"] = torch.zeros(64)
+    weights["features.0.bias"] = torch.linspace(-1, 1, 64)
     model = build_model(ask)
     load_start_weights(model, ask, weights)
-    assert torch.equal(dense_weights_of(ask, model.state_dict())["features.0.bias"], torch.zeros(64))
-    weights["features.0.bias"] = torch.ones(64)
-    with pytest.raises(DesignError, match=r"features\.0\.bias: an ASK layer has no bias, and this conv's is not zero"):
-        load_start_weights(build_model(ask), ask, weights)
+    assert torch.equal(model.features[0].bias.detach(), weights["features.0.bias"])
+    assert torch.equal(dense_weights_of(ask, model.state_dict())["features.0.bias"], weights["features.0.bias"])
 
 
 def test_weights_are_checked_against_a_design_before_a_run_is_queued(tmp_path):
     path = tmp_path / "c100.pt"
     torch.save(trained(dense_design(Network("resnet", 8, "cifar100"))).state_dict(), path)
     lowrank = with_layers({i: LayerChoice.lowrank(4) for i in range(1, 7)})
-    with pytest.raises(DesignError, match=r"fc\.weight has shape \(100, 64\), the design expects \(10, 64\)"):
+    assert check_start_weights(lowrank, path).endswith("the design has 10: fc starts fresh (the rest is loaded)")
+    torch.save(trained(dense_design(Network("resnet", 14, "cifar10"))).state_dict(), path)
+    with pytest.raises(DesignError, match=r"layer1\.1\.conv1\.weight \(shape \(16, 16, 3, 3\)\) is not a tensor of this network"):
         check_start_weights(lowrank, path)
     torch.save(trained().state_dict(), path)
     assert check_start_weights(lowrank, path) == "state_dict from c100.pt"

@@ -5,6 +5,7 @@ import threading
 import pytest
 import torch
 
+from designer.designs.datasets import IMAGE_FOLDER
 from designer.designs.design import Network
 from designer.designs.kinds import LayerChoice
 from designer.errors import DesignError
@@ -13,6 +14,7 @@ from designer.runs.checkpoints import CheckpointError, digest_path, list_checkpo
 from designer.runs.data import DEBIAN_FASHION_MNIST, prepare_fashion_mnist
 from designer.runs.store import RunStore, StoreError
 from designer.runs.train import OPTION_NAMES, HParams, RunStopped, lr_at, train
+from tests.image_folders import make_image_folder
 
 TINY = HParams(epochs=2, batch_size=128, data="synthetic", log_every=2, warmup_epochs=0.25)
 RESNET8 = Network("resnet", 8, "cifar10")
@@ -305,3 +307,53 @@ def test_a_damaged_unsaved_metrics_file_is_reported_and_ignored_on_resume(tmp_pa
     train(dense_design(RESNET8), dataclasses.replace(TINY, epochs=1), tmp_path / "run", store, run_id, resume=True)
     assert "not the metric rows a run keeps; ignored" in capsys.readouterr().err
     assert [m["step"] for m in store.metrics(run_id, "step", "loss")] == [2, 4]
+
+
+# ---------------------------------------------------------------------------
+# Image folders and other input shapes.
+
+FOLDER_NET = Network("resnet", 8, IMAGE_FOLDER, num_classes=3)
+
+
+def test_an_image_folder_run_is_checked_before_it_trains(tmp_path):
+    make_image_folder(tmp_path, classes=3, per_class=4)
+    design = dense_design(FOLDER_NET)
+    with pytest.raises(DesignError, match="give --data-dir DIR") as err:
+        dataclasses.replace(TINY, data=None).checked_for(design)
+    assert err.value.where == "--data-dir"
+    with pytest.raises(DesignError, match="more than the 12 training images of image-folder"):
+        dataclasses.replace(TINY, data=None, data_dir=str(tmp_path), batch_size=16).checked_for(design)
+    with pytest.raises(DesignError, match=r"has 3 classes \(class0, class1, class2\), the design has 5"):
+        dataclasses.replace(TINY, data=None, data_dir=str(tmp_path), batch_size=4).checked_for(
+            dense_design(Network("resnet", 8, IMAGE_FOLDER, num_classes=5)))
+    with pytest.raises(DesignError, match="this run trains on cifar10") as err:
+        dataclasses.replace(TINY, data=None, data_dir=str(tmp_path)).checked_for(dense_design(RESNET8))
+    assert err.value.where == "--data-dir"
+    assert HParams.from_json({**TINY.to_json(), "data_dir": str(tmp_path)}).data_dir == str(tmp_path)
+    old = TINY.to_json()
+    del old["data_dir"]  # hyper-parameters recorded before the field existed still read
+    assert HParams.from_json(old).data_dir is None
+
+
+def test_stop_and_resume_on_an_image_folder_gives_the_uninterrupted_losses_bit_for_bit(tmp_path):
+    make_image_folder(tmp_path / "images", classes=3, per_class=8)
+    design = dense_design(FOLDER_NET)
+    hp = HParams(epochs=2, max_steps=7, batch_size=6, log_every=1, warmup_epochs=0, data_dir=str(tmp_path / "images"),
+                 channels_last=False)  # 4 steps per epoch: crops and flips from each sample's seed
+    store = RunStore(tmp_path / "runs.db")
+    straight, resumed = store.create_run({}, {}, status="running"), store.create_run({}, {}, status="running")
+    result = train(design, hp, tmp_path / "straight", store, straight)
+    assert result["steps"] == 7 and result["dataset"] == IMAGE_FOLDER
+    with pytest.raises(RunStopped):
+        train(design, hp, tmp_path / "resumed", store, resumed, stop=StopAfter(5))
+    torch.manual_seed(4321)
+    assert train(design, hp, tmp_path / "resumed", store, resumed, resume=True)["resumed_from_step"] == 5
+    losses = {run: [m["value"] for m in store.metrics(run, "step", "loss")] for run in (straight, resumed)}
+    assert len(losses[straight]) == 7 and losses[resumed] == losses[straight]
+
+
+def test_a_network_at_another_input_shape_trains_on_the_data_at_that_shape(tmp_path):
+    design = dense_design(Network("torchvision:resnet18", 0, "cifar10", 10, (3, 48, 48)))
+    hp = dataclasses.replace(TINY, epochs=1, max_steps=2, batch_size=16, data_limit=32)
+    result = train(design, hp, tmp_path)
+    assert result["steps"] == 2 and result["test_acc"] is not None
