@@ -11,7 +11,7 @@ PORT ?= 8501
 ALLOWED_HOSTS ?=
 export TI_SKIP_VERSION_CHECK := ON
 
-.PHONY: run test setup data browser sconv bench clean
+.PHONY: run test setup data browser sconv bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,11 @@ test: data browser sconv
 
 bench: $(STAMP)
 	$(PY) -m designer bench --arch vgg --depth 16 --anycfg ASK_5a --batch-size 32 --backend all
+
+# The backend and kernel tests on CUDA, then VGG-16 ASK_5a and HetConv P=4 against cuDNN (under 5 minutes);
+# without a GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	PYTHONPATH=. $(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) workspace

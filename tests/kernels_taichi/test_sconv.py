@@ -16,8 +16,11 @@ import torch.nn.functional as F
 
 from kernels_taichi import sconv
 from kernels_taichi.sconv import Plan
+from tests.device import DEVICE
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(DEVICE != "cpu", reason="the C++ kernel runs on the CPU only (its layers' CUDA "
+                                "fallback is in tests/models/test_sconv_backends.py)")
 needs_sconv = pytest.mark.skipif(not sconv.available(), reason=f"sconv unavailable: {sconv.unavailable_reason()}")
 needs_gxx = pytest.mark.skipif(sconv.compiler() is None or os.uname().machine != "x86_64",
                                reason="no g++ on an x86-64 machine")
