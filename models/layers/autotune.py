@@ -25,7 +25,9 @@ from models.layers.layout import memory_format
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 AUTO = "auto"
-TRIALS = 5  # timed calls per candidate, after one warm-up call (Taichi compiles there)
+TRIALS = 5  # timed calls per candidate per round, after one warm-up call (Taichi compiles there)
+MAX_ROUNDS = 3  # rounds of TRIALS while the two fastest are within CLOSE of each other
+CLOSE = 0.10  # on a loaded machine one round's medians wander by this much
 
 
 def _wants_grad(module: nn.Module, x: torch.Tensor) -> bool:
@@ -63,7 +65,8 @@ def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wa
     Each candidate runs once untimed (Taichi compiles there, sconv builds its plans), then TRIALS rounds
     time one call of every candidate each, interleaved, so that a change of the machine's load hits all
     candidates alike; the median of a candidate's calls is its time (a minimum favours erratic candidates:
-    Taichi's varies most)."""
+    Taichi's varies most). While others are within CLOSE of the fastest, those few get more rounds,
+    up to MAX_ROUNDS in all."""
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     trials = {}
     for name, forward in registry.items():
@@ -78,14 +81,20 @@ def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wa
     if not trials:
         raise RuntimeError(f"no backend of {type(module).__name__} can run an input of shape {tuple(x.shape)}")
     samples: dict[str, list[float]] = {name: [] for name in trials}
-    for _ in range(TRIALS):
-        for name, run in trials.items():
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            samples[name].append(time.perf_counter() - start)
-    return min(samples, key=lambda name: statistics.median(samples[name]))
+    for _ in range(MAX_ROUNDS):
+        for _ in range(TRIALS):
+            for name, run in trials.items():
+                sync()
+                start = time.perf_counter()
+                run()
+                sync()
+                samples[name].append(time.perf_counter() - start)
+        medians = {name: statistics.median(samples[name]) for name in trials}
+        best = min(medians.values())
+        trials = {name: run for name, run in trials.items() if medians[name] <= (1 + CLOSE) * best}
+        if len(trials) < 2:
+            break  # a clear winner; close ones get more rounds, so that noise does not decide between them
+    return min(trials, key=lambda name: statistics.median(samples[name]))
 
 
 def register_auto(registry: dict[str, Forward]) -> None:
