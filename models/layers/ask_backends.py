@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from kernels_taichi import sconv
 from kernels_taichi.cache import cached_pack
 from models.layers.ask import ASK_BACKENDS, AskConv2d, Shape
-from models.layers.autotune import register_auto
+from models.layers.autotune import register_auto, sconv_usable, taichi_usable
 from models.layers.fused_add import add_conv_
 from models.layers.layout import memory_format
 
@@ -257,7 +257,8 @@ def _sconv_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
     return sconv_layers.ask_conv2d(x, list(module.weights), taps, module.kernel_size, module.stride)
 
 
-_sconv_forward.usable = sconv.available  # auto leaves it out where the kernel cannot build
+_sconv_forward.usable = sconv_usable  # auto's candidates: sconv where it builds, Taichi where it does not
+_taichi_forward.usable = taichi_usable
 
 ASK_BACKENDS["decomposed"] = _decomposed_forward
 ASK_BACKENDS["taichi"] = _taichi_forward

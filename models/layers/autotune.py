@@ -8,8 +8,9 @@ interleaved across the candidates), keeps the fastest, and later calls with
 the same signature go straight to it. Every backend computes the same function (the suite checks each against `reference`), so the choice
 changes speed only. A layer's choices live in `module.auto_choices`, outside
 the state_dict; a backend that cannot take the input (e.g. float64 into a
-float32 kernel) is skipped, and so is one whose forward carries a `usable()`
-that says False (sconv where its C++ kernel cannot build).
+float32 kernel) is skipped, and so is one whose forward carries a `usable(x)`
+that says False: sconv where its C++ kernel cannot build, Taichi on the CPU
+where sconv builds (see taichi_usable).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from kernels_taichi import sconv
 from models.layers.layout import memory_format
 
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -49,14 +51,29 @@ def _trial(forward: Forward, module: nn.Module, x: torch.Tensor, wants_grad: boo
 
     def train():
         y = forward(module, inp)
-        torch.autograd.grad(y, inputs, torch.ones_like(y))  # leaves every .grad untouched
+        # leaves every .grad untouched; allow_unused: an empty parameter (HetConv P=1's 1x1) is not in the graph
+        torch.autograd.grad(y, inputs, torch.ones_like(y), allow_unused=True)
     return train
 
 
-def _usable(forward: Forward) -> bool:
-    """False for a backend that says it cannot run on this machine (e.g. sconv without its compiled kernel)."""
+def sconv_usable(x: torch.Tensor) -> bool:
+    """sconv's backends are candidates where the C++ kernel builds."""
+    return sconv.available()
+
+
+def taichi_usable(x: torch.Tensor) -> bool:
+    """Taichi's backends are candidates on CUDA, and on the CPU only where sconv cannot build.
+
+    On the CPU, Taichi's thread pool and torch's OpenMP one hand the cores to each other at every
+    layer of a network, which timing a layer alone does not see: ResNet-20 ASK_5a at batch 1 took
+    5.8-6.0 ms (fastest call) with the 7 of 19 layers auto gave Taichi, 1.6-1.9 ms with sconv there."""
+    return x.device.type != "cpu" or not sconv.available()
+
+
+def _usable(forward: Forward, x: torch.Tensor) -> bool:
+    """False for a backend that says it should not run x here (its `usable(x)`)."""
     usable = getattr(forward, "usable", None)
-    return usable is None or bool(usable())
+    return usable is None or bool(usable(x))
 
 
 def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wants_grad: bool) -> str:
@@ -70,7 +87,7 @@ def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wa
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     trials = {}
     for name, forward in registry.items():
-        if name == AUTO or not _usable(forward):
+        if name == AUTO or not _usable(forward, x):
             continue
         try:
             run = _trial(forward, module, x, wants_grad)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from kernels_taichi import sconv
-from models.layers.autotune import register_auto
+from models.layers.autotune import register_auto, sconv_usable, taichi_usable
 from models.layers.blocksparse import BLOCKSPARSE_BACKENDS, BlockSparseConv2d
 
 
@@ -47,7 +47,8 @@ def _sconv_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
                                            m.block_n, m.stride, m.padding, m.bias, sources)
 
 
-_sconv_forward.usable = sconv.available  # auto leaves it out where the kernel cannot build
+_sconv_forward.usable = sconv_usable  # auto's candidates: sconv where it builds, Taichi where it does not
+_taichi_forward.usable = taichi_usable
 
 BLOCKSPARSE_BACKENDS["taichi"] = _taichi_forward
 BLOCKSPARSE_BACKENDS["sconv"] = _sconv_forward

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from kernels_taichi import sconv
 from kernels_taichi.cache import cached_pack
-from models.layers.autotune import register_auto
+from models.layers.autotune import register_auto, sconv_usable, taichi_usable
 from models.layers.fused_add import add_conv_
 from models.layers.hetconv import HETCONV_BACKENDS, HetConv2d
 
@@ -77,7 +77,8 @@ def _sconv_forward(m: HetConv2d, x: torch.Tensor) -> torch.Tensor:
     return sconv_layers.hetconv2d(x, m.weight3, m.weight1, m.part, m.stride, m.padding, m.bias)
 
 
-_sconv_forward.usable = sconv.available  # auto leaves it out where the kernel cannot build
+_sconv_forward.usable = sconv_usable  # auto's candidates: sconv where it builds, Taichi where it does not
+_taichi_forward.usable = taichi_usable
 
 HETCONV_BACKENDS["decomposed"] = _decomposed_forward
 HETCONV_BACKENDS["taichi"] = _taichi_forward

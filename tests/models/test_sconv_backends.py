@@ -182,15 +182,24 @@ def test_blocksparse_follows_a_loaded_pattern():
         assert rel_err(got, conv(x)) < 1e-5
 
 
+def backends_auto_tries(conv: AskConv2d, x: torch.Tensor) -> set[str]:
+    """The ASK backends auto's measurement runs on x (wrapped to be seen; each keeps its usable())."""
+    seen = []
+    registry = {}
+    for name, f in ASK_BACKENDS.items():
+        if name != "auto":
+            registry[name] = lambda m, inp, f=f, name=name: seen.append(name) or f(m, inp)
+            if hasattr(f, "usable"):
+                registry[name].usable = f.usable
+    fastest(registry, conv, x, wants_grad=False)
+    return set(seen)
+
+
 @needs_sconv
-def test_auto_considers_sconv():
+def test_auto_considers_sconv_and_on_the_cpu_leaves_taichi_out():
     conv = AskConv2d(64, 64, shapes_of("ASK_5a"))
     x = torch.randn(8, 64, 16, 16).contiguous(memory_format=torch.channels_last)
-    seen = []
-    registry = {name: (lambda m, inp, f=f, name=name: seen.append(name) or f(m, inp))
-                for name, f in ASK_BACKENDS.items() if name != "auto"}
-    fastest(registry, conv, x, wants_grad=False)
-    assert "sconv" in seen
+    assert backends_auto_tries(conv, x) == {"reference", "decomposed", "sconv"}
 
 
 @pytest.fixture
@@ -221,14 +230,6 @@ def test_without_the_kernel_each_kind_falls_back_exactly_and_says_so_once(sconv_
     assert any("'decomposed'" in line for line in notes) and any("'reference'" in line for line in notes)
 
 
-def test_without_the_kernel_auto_leaves_sconv_out(sconv_off):
+def test_without_the_kernel_auto_leaves_sconv_out_and_takes_taichi(sconv_off):
     conv = AskConv2d(16, 16, shapes_of("ASK_5a"))
-    x = torch.randn(2, 16, 6, 6)
-    seen = []
-    registry = {name: (lambda m, inp, f=f, name=name: seen.append(name) or f(m, inp))
-                for name, f in ASK_BACKENDS.items() if name != "auto"}
-    for name, f in ASK_BACKENDS.items():  # the wrapped entries keep their usable()
-        if hasattr(f, "usable") and name in registry:
-            registry[name].usable = f.usable
-    fastest(registry, conv, x, wants_grad=False)
-    assert "sconv" not in seen and "decomposed" in seen
+    assert backends_auto_tries(conv, torch.randn(2, 16, 6, 6)) == {"reference", "decomposed", "taichi"}
