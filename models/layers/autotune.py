@@ -28,7 +28,7 @@ Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 AUTO = "auto"
 TRIALS = 5  # timed calls per candidate per round, after one warm-up call (Taichi compiles there)
-MAX_ROUNDS = 3  # rounds of TRIALS while the two fastest are within CLOSE of each other
+MAX_ROUNDS = 3  # rounds of TRIALS while other candidates are within CLOSE of the fastest
 CLOSE = 0.10  # on a loaded machine one round's medians wander by this much
 
 
