@@ -11,7 +11,7 @@ PORT ?= 8501
 ALLOWED_HOSTS ?=
 export TI_SKIP_VERSION_CHECK := ON
 
-.PHONY: run test setup data browser bench clean
+.PHONY: run test setup data browser sconv bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -36,16 +36,27 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-run: data
+# The sconv C++ CPU kernel (kernels_taichi/sconv.cpp), built once into ~/.cache/kernel-studio (about 10 s with
+# g++; cached by source, compiler and CPU). Optional: without g++ or AVX2/AVX-512 it says why, in one line, and
+# its backends run their torch forms.
+sconv: $(STAMP)
+	@$(PY) -m kernels_taichi.sconv
+
+run: data sconv
 	@echo "Kernel Studio: http://$(HOST):$(PORT)"
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true \
 		$(foreach h,$(ALLOWED_HOSTS),--server.allowedHosts $(h))
 
-test: data browser
+test: data browser sconv
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m designer bench --arch vgg --depth 16 --anycfg ASK_5a --batch-size 32 --backend all
+
+# The backend and kernel tests on CUDA, then VGG-16 ASK_5a and HetConv P=4 against cuDNN (under 5 minutes);
+# without a GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	PYTHONPATH=. $(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) workspace

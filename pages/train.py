@@ -19,9 +19,9 @@ from designer.errors import DesignError
 from designer.networks.editing import change_network, summarize, with_dataset
 from designer.networks.weights import read_weights
 from designer.networks.weights import same_network as same_network_as
+from designer.runs import data as run_data
 from designer.runs import jobs
 from designer.runs.checkpoints import run_weights_path
-from designer.runs import data as run_data
 from designer.runs.data import SYNTHETIC, missing_data
 from designer.runs.reports import describe_design_json
 from designer.runs.train import SCHEDULES, HParams
@@ -87,7 +87,7 @@ state.keep("train_lr", defaults.lr)
 state.keep("train_schedule", defaults.schedule, SCHEDULES)
 state.keep("train_warmup", defaults.warmup_epochs)
 state.keep("train_max_steps", 0)
-state.keep("train_backend", "auto", list(ASK_BACKENDS))
+state.keep("train_backend", defaults.backend, list(ASK_BACKENDS))
 state.keep("train_seed", 0)
 state.keep("train_ckpt_s", int(defaults.checkpoint_every_s))
 state.keep("train_download", False)

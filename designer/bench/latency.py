@@ -18,7 +18,7 @@ from designer.designs.design import Design
 from designer.errors import DesignError
 from designer.networks.build import build_model, dense_design, design_layers, validate
 
-BACKENDS = ("reference", "decomposed", "taichi", "auto")  # auto: each layer its fastest (models.layers.autotune)
+BACKENDS = ("reference", "decomposed", "taichi", "sconv", "auto")  # auto: each layer its fastest (models.layers.autotune)
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 

@@ -72,7 +72,7 @@ class HParams:
     schedule: str = "cosine"  # cosine | step (x0.1 at 50% and 75% of the steps: the ASK recipe)
     warmup_epochs: float = 0.1  # linear warm-up from 0 (either schedule); 0 for none
     seed: int = 0
-    backend: str = "reference"  # an ASK backend registered in models.layers.ask.ASK_BACKENDS (or "auto")
+    backend: str = "auto"  # each layer its fastest backend, reference (a masked dense conv) included; or one by name
     data: str | None = None  # None: the design's data set; "synthetic": the tests' small set
     data_root: str | None = None  # None: the workspace's data/ folder
     download: bool = True  # may torchvision download a missing data set

@@ -1,4 +1,4 @@
-"""Fast ASK backends: `decomposed` (pure torch) and `taichi` (kernels_taichi).
+"""Fast ASK backends: `decomposed` (pure torch), `taichi` and `sconv` (kernels_taichi).
 
 `decomposed` splits each shape into a few dense sub-convolutions that oneDNN
 and cuDNN run at full speed, e.g. the plus shape [2,4,5,6,8] = a 3x1 conv over
@@ -8,6 +8,15 @@ summed; oneDNN adds all but the first into the output in place
 module's own, so the state_dict never changes; the gathered weights are
 cached (not persistent) while gradients are off, and autograd gives exact
 gradients.
+
+`sconv` runs the layer on the C++ CPU kernel (kernels_taichi.sconv_layers):
+forward, input gradient and weight gradient over the active taps only, any
+stride. It takes float32 CPU input whose output groups (Cout / shapes) are
+multiples of 16 channels; anything else (CUDA, float64, e.g. ResNet's
+16-channel layers split 4 ways) runs `decomposed`, and so does everything
+when the kernel cannot build here (said once on stderr). A layer whose
+input channels are not a multiple of 16 (the first conv) takes its input
+gradient, when one is wanted, from torch's dense convolution backward.
 """
 from __future__ import annotations
 
@@ -17,9 +26,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kernels_taichi import sconv
 from kernels_taichi.cache import cached_pack
 from models.layers.ask import ASK_BACKENDS, AskConv2d, Shape
-from models.layers.autotune import register_auto
+from models.layers.autotune import register_auto, sconv_usable, taichi_usable
 from models.layers.fused_add import add_conv_
 from models.layers.layout import memory_format
 
@@ -236,6 +246,21 @@ def _taichi_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
     return ask_conv2d(x, list(module.weights), taps, module.kernel_size, module.stride)
 
 
+def _sconv_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
+    from kernels_taichi import sconv_layers
+
+    if not sconv_layers.ask_supported(module.in_channels, module.group_out, x.dtype, x.device):
+        if x.device.type == "cpu" and not sconv.available():
+            sconv.warn_fallback("the ASK 'decomposed' backend")
+        return _decomposed_forward(module, x)
+    taps = [shape.positions for shape in module.shapes]
+    return sconv_layers.ask_conv2d(x, list(module.weights), taps, module.kernel_size, module.stride)
+
+
+_sconv_forward.usable = sconv_usable  # auto's candidates: sconv where it builds, Taichi where it does not
+_taichi_forward.usable = taichi_usable
+
 ASK_BACKENDS["decomposed"] = _decomposed_forward
 ASK_BACKENDS["taichi"] = _taichi_forward
+ASK_BACKENDS["sconv"] = _sconv_forward
 register_auto(ASK_BACKENDS)

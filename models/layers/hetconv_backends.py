@@ -1,4 +1,4 @@
-"""Fast HetConv backends: `decomposed` (pure torch) and `taichi` (kernels_taichi).
+"""Fast HetConv backends: `decomposed` (pure torch), `taichi` and `sconv` (kernels_taichi).
 
 `decomposed` is the cheapest exact torch form measured on oneDNN (VGG-16
 CIFAR shapes, P=4): one grouped 3x3 conv (groups=P) plus one dense 1x1 conv
@@ -11,14 +11,25 @@ than this at batch 32). The scattered weight is differentiable (autograd masks
 the diagonal's gradient) and is cached while gradients are off, when oneDNN
 also adds the 1x1 into the 3x3's output in place (models.layers.fused_add);
 the state_dict never changes.
+
+`sconv` runs the layer on the C++ CPU kernel (kernels_taichi.sconv_layers):
+per output group, the 8 off-centre taps over its input block and the centre
+tap over all inputs, so the work is the effective MACs; forward, input and
+weight gradients, any stride, padding 0 or 1, bias in the kernel's epilogue
+for inference. It takes float32 CPU input with output groups (Cout / P) in
+multiples of 16 channels and P > 1; anything else runs `decomposed`, and so
+does everything when the kernel cannot build here (said once on stderr). With
+input groups (Cin / P) not a multiple of 16 the input gradient comes from
+torch's dense convolution backward.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from kernels_taichi import sconv
 from kernels_taichi.cache import cached_pack
-from models.layers.autotune import register_auto
+from models.layers.autotune import register_auto, sconv_usable, taichi_usable
 from models.layers.fused_add import add_conv_
 from models.layers.hetconv import HETCONV_BACKENDS, HetConv2d
 
@@ -56,6 +67,20 @@ def _taichi_forward(m: HetConv2d, x: torch.Tensor) -> torch.Tensor:
     return hetconv2d(x, m.weight3, m.weight1, m.part, m.stride, m.padding, m.bias)
 
 
+def _sconv_forward(m: HetConv2d, x: torch.Tensor) -> torch.Tensor:
+    from kernels_taichi import sconv_layers
+
+    if m.part == 1 or not sconv_layers.hetconv_supported(m.in_channels, m.out_channels, m.part, x.dtype, x.device):
+        if x.device.type == "cpu" and not sconv.available():
+            sconv.warn_fallback("the HetConv 'decomposed' backend")
+        return _decomposed_forward(m, x)
+    return sconv_layers.hetconv2d(x, m.weight3, m.weight1, m.part, m.stride, m.padding, m.bias)
+
+
+_sconv_forward.usable = sconv_usable  # auto's candidates: sconv where it builds, Taichi where it does not
+_taichi_forward.usable = taichi_usable
+
 HETCONV_BACKENDS["decomposed"] = _decomposed_forward
 HETCONV_BACKENDS["taichi"] = _taichi_forward
+HETCONV_BACKENDS["sconv"] = _sconv_forward
 register_auto(HETCONV_BACKENDS)

@@ -347,6 +347,7 @@ def test_train_form_values_survive_a_change_of_page(at):
     at.switch_page("pages/train.py").run()
     at.selectbox(key="train_data").set_value("cifar10").run()  # not in this workspace: the launch is refused
     at.number_input(key="train_epochs").set_value(3)
+    assert at.selectbox(key="train_backend").value == "auto"  # the trainer's default: each layer its fastest
     at.selectbox(key="train_backend").set_value("decomposed")
     at.get("form_submit_button")[0].click().run()
     assert at.error and not jobs.list_runs()

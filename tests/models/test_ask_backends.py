@@ -14,7 +14,7 @@ from tests.models.backend_checks import (
     rel_err,
 )
 
-BACKENDS = ["decomposed", "taichi", "auto"]
+BACKENDS = ["decomposed", "taichi", "sconv", "auto"]
 
 CASES = [  # (k, stride, n_shapes, cin, cout, h, w, batch)
     (3, 1, 1, 3, 8, 7, 11, 1), (3, 2, 4, 5, 8, 7, 11, 3), (3, 2, 2, 4, 6, 9, 9, 1),

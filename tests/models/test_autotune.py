@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from designer.designs.shapes import preset_shapes
+from models.layers import autotune
 from models.layers.ask import AskConv2d
 from models.layers.autotune import AUTO, fastest, register_auto
 
@@ -87,6 +88,30 @@ def test_auto_ask_conv_equals_reference_and_keeps_state_dict():
         conv.backend = "auto"
         got = conv(x)
     assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-4
-    assert set(conv.auto_choices.values()) <= {"reference", "decomposed", "taichi"}
+    assert set(conv.auto_choices.values()) <= {"reference", "decomposed", "taichi", "sconv"}
     after = conv.state_dict()
     assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def clocked_registry(clock: list[float], seconds: dict[str, float]):
+    """Backends that take `seconds` each on a fake clock, and count their calls."""
+    registry = {}
+    for name, cost in seconds.items():
+        def forward(m, x, name=name, cost=cost):
+            m.calls.append(name)
+            clock[0] += cost
+            return x
+        registry[name] = forward
+    return registry
+
+
+@pytest.mark.parametrize("b_seconds, rounds", [(2.0, 1), (1.05, autotune.MAX_ROUNDS)])
+def test_close_candidates_get_more_rounds_and_slow_ones_drop_out(monkeypatch, b_seconds, rounds):
+    clock = [0.0]
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: clock[0])
+    registry = clocked_registry(clock, {"a": 1.0, "b": b_seconds, "slow": 3.0})
+    layer = Scale(registry)
+    assert fastest(registry, layer, torch.randn(2), wants_grad=False) == "a"
+    calls = {name: layer.calls.count(name) for name in registry}
+    assert calls == {"a": 1 + rounds * autotune.TRIALS, "b": 1 + rounds * autotune.TRIALS,
+                     "slow": 1 + autotune.TRIALS}

@@ -25,7 +25,7 @@ def make(cin, cout, k, block_n, rate, rearrange, stride, padding, bias):
     return conv
 
 
-@pytest.mark.parametrize("backend", ["taichi", "auto"])
+@pytest.mark.parametrize("backend", ["taichi", "sconv", "auto"])
 @pytest.mark.parametrize("cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch", CASES)
 def test_backend_equals_reference(backend, cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch):
     torch.manual_seed(cin * 100 + cout + k)
@@ -33,7 +33,7 @@ def test_backend_equals_reference(backend, cin, cout, k, block_n, rate, rearrang
     assert_training_matches_reference(conv, torch.randn(batch, cin, h, w), backend)
 
 
-@pytest.mark.parametrize("backend", ["taichi", "auto"])
+@pytest.mark.parametrize("backend", ["taichi", "sconv", "auto"])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("cin, cout, k, block_n, rate, rearrange, stride, padding, bias, h, w, batch", CASES)
 def test_inference_equals_reference(backend, channels_last, cin, cout, k, block_n, rate, rearrange, stride, padding,
@@ -43,7 +43,7 @@ def test_inference_equals_reference(backend, channels_last, cin, cout, k, block_
     assert_inference_matches_reference(conv, torch.randn(batch, cin, h, w), backend, channels_last)
 
 
-@pytest.mark.parametrize("backend", ["taichi", "auto"])
+@pytest.mark.parametrize("backend", ["taichi", "sconv", "auto"])
 def test_switching_backend_keeps_state_dict(backend):
     torch.manual_seed(0)
     conv = make(8, 16, 3, 4, 0.5, True, 1, None, False)

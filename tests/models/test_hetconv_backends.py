@@ -10,7 +10,7 @@ from tests.models.backend_checks import (
     rel_err,
 )
 
-BACKENDS = ["decomposed", "taichi", "auto"]
+BACKENDS = ["decomposed", "taichi", "sconv", "auto"]
 
 CASES = [  # (Cin, Cout, P, stride, padding, bias, H, W, batch)
     (8, 8, 4, 1, 1, False, 7, 9, 2), (12, 8, 4, 2, 1, False, 9, 6, 3), (8, 16, 2, 2, 0, True, 7, 7, 1),

@@ -126,7 +126,7 @@ def test_cli_json_contract():
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["batch_size"] == 2 and out["threads"] >= 1 and out["dense"]["median_ms"] > 0
-    assert set(out["backends"]) == {"reference", "decomposed", "taichi", "auto"}  # and nothing but JSON on stdout
+    assert set(out["backends"]) == {"reference", "decomposed", "taichi", "sconv", "auto"}  # and nothing but JSON on stdout
     assert all(timing["speedup_vs_dense"] > 0 for timing in out["backends"].values())
 
 

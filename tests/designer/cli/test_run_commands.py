@@ -28,7 +28,7 @@ def test_train_prints_one_json_object_from_a_real_process(tmp_path):
                            "--home", str(tmp_path), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["status"] == "finished" and result["steps"] == 2 and result["backend"] == "reference"
+    assert result["status"] == "finished" and result["steps"] == 2 and result["backend"] == "auto"
     run = RunStore(tmp_path / "runs.db").get_run(result["run_id"])
     assert run["status"] == "finished" and run["params"] == result["params"]
     assert Path(result["checkpoint"]).parent == tmp_path / "runs" / str(result["run_id"])

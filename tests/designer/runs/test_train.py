@@ -47,8 +47,8 @@ def test_hyper_parameters_read_back_with_a_wrong_type_or_a_huge_value_are_refuse
     assert err.value.where == OPTION_NAMES.get(field, "--" + field.replace("_", "-")) and len(str(err.value)) < 200
 
 
-def test_the_auto_backend_is_accepted():
-    assert HParams(backend="auto").checked().backend == "auto"
+def test_training_defaults_to_the_auto_backend():
+    assert HParams().checked().backend == "auto"  # each layer its fastest, the masked dense conv among them
 
 
 def test_a_batch_larger_than_the_training_set_is_refused_before_training():
