@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from designer.designs.datasets import DATASETS, IMAGE_FOLDER
-from designer.designs.design import MAX_CLASSES, MAX_DEPTH, MAX_INPUT, MAX_JSON_BYTES, Design, Network, loads_design
+from designer.designs.design import MAX_CLASSES, MAX_DEPTH, MAX_INPUT, Design, Network, loads_design, read_text
 from designer.designs.kinds import LayerChoice, check_prune_rate
 from designer.designs.shapes import ASK_PRESETS
 from designer.errors import DesignError, shown
@@ -153,21 +153,6 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 DESIGN_REPLACES = ("--arch", "--arch-kwargs", "--depth", "--dataset", "--num-classes", "--input-size", "--layers",
                    "--anycfg", "--cfglist", "--hetconv", "--block-n", "--prune-rate", "--rearrange", "--lowrank-ratio",
                    "--lowrank-config", "--padfree")
-
-
-def read_text(path: str, what: str, limit: int = MAX_JSON_BYTES) -> str:
-    """A text file of at most `limit` bytes, read no further than that (`--design /dev/zero` is refused)."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read(limit + 1)
-    except OSError as err:
-        raise DesignError(f"cannot read {what}: {err.strerror}", path) from None
-    if len(data) > limit:
-        raise DesignError(f"{what} is larger than the limit of {limit} bytes", path)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DesignError(f"{what} is not UTF-8 text", path) from None
 
 
 def design_from_args(args) -> Design:

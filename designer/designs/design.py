@@ -287,3 +287,18 @@ def load_json_text(text: str | bytes, where: str):
 
 def loads_design(text: str | bytes, where: str = "design") -> Design:
     return design_from_json(load_json_text(text, where))
+
+
+def read_text(path: str, what: str, limit: int = MAX_JSON_BYTES) -> str:
+    """A text file of at most `limit` bytes, read no further than that (`--design /dev/zero` is refused)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+    except OSError as err:
+        raise DesignError(f"cannot read {what}: {err.strerror}", path) from None
+    if len(data) > limit:
+        raise DesignError(f"{what} is larger than the limit of {limit} bytes", path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DesignError(f"{what} is not UTF-8 text", path) from None

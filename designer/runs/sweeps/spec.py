@@ -61,6 +61,7 @@ from designer.designs.design import (
     did_you_mean,
     layer_from_json,
     load_json_text,
+    read_text,
 )
 from designer.designs.kinds import DENSE, LayerChoice, describe_choice
 from designer.designs.shapes import ASK_PRESETS
@@ -158,7 +159,6 @@ def loads_spec(text: str | bytes, where: str = "sweep") -> SweepSpec:
 
 
 def read_spec(path: str | Path) -> SweepSpec:
-    from designer.cli.options import read_text
     return loads_spec(read_text(str(path), "the sweep spec"), str(path))
 
 
