@@ -157,28 +157,44 @@ def _spawn(run_id: int, run_dir: Path, db_path: Path) -> subprocess.Popen:
         )
 
 
-def is_run_process(pid: int | None, run_id: int) -> bool:
-    """Is `pid` alive and the training process of this run (not a zombie, not a reused pid)?"""
+def designer_argv(pid: int | None) -> list[str] | None:
+    """The command line of `pid` if it is a live `python -m designer` process (not a zombie, not a reused pid
+    of another program); [] where there is no /proc to read (not Linux: a live pid is the best we know); else
+    None. Runs and sweeps both recognise their processes by it."""
     if not pid:
-        return False
+        return None
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
-        return False
+        return None
     proc = Path(f"/proc/{pid}")
     if not proc.exists():
-        return True  # no /proc (not Linux): a live pid is the best we know
+        return []
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
     except (OSError, IndexError):
-        return False
-    if state in ("Z", "X") or "designer" not in argv or not {"train", "sweep"} & set(argv):
+        return None
+    return argv if state not in ("Z", "X") and "designer" in argv else None
+
+
+def option_value(argv: list[str], option: str) -> str | None:
+    """The value after `option` on a command line ('' when it is last), None when it is absent."""
+    if option not in argv:
+        return None
+    i = argv.index(option)
+    return argv[i + 1] if i + 1 < len(argv) else ""
+
+
+def is_run_process(pid: int | None, run_id: int) -> bool:
+    """Is `pid` alive and the training process of this run (not a zombie, not a reused pid)?"""
+    argv = designer_argv(pid)
+    if not argv:
+        return argv == []
+    if not {"train", "sweep"} & set(argv):
         return False  # a sweep's trials are runs whose pid is the process driving the sweep
-    if "--run-id" in argv:
-        i = argv.index("--run-id")
-        return i + 1 < len(argv) and argv[i + 1] == str(run_id)
-    return True
+    given = option_value(argv, "--run-id")
+    return given is None or given == str(run_id)
 
 
 def _mark_dead(db) -> list[int]:

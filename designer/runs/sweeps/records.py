@@ -21,6 +21,7 @@ from pathlib import Path
 
 from designer.designs.design import design_from_json
 from designer.errors import DesignError
+from designer.runs.jobs import designer_argv, option_value
 from designer.runs.store import RunStore, StoreError
 from designer.runs.sweeps.spec import SweepSpec, is_dense
 
@@ -159,26 +160,14 @@ def summary(store: RunStore, sweep_id: int) -> dict:
 
 def is_sweep_process(pid: int | None, sweep_id: int) -> bool:
     """Is `pid` alive and a `designer sweep` process of this sweep (not a zombie, not a reused pid)?"""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not proc.exists():
-        return True
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-    except (OSError, IndexError):
-        return False
-    if state in ("Z", "X") or "designer" not in argv or "sweep" not in argv:
+    argv = designer_argv(pid)
+    if not argv:
+        return argv == []
+    if "sweep" not in argv:
         return False
     for option in ("--sweep-id", "--resume"):
-        if option in argv:
-            i = argv.index(option)
-            return i + 1 < len(argv) and argv[i + 1] == str(sweep_id)
+        if (given := option_value(argv, option)) is not None:
+            return given == str(sweep_id)
     return True  # `sweep SPEC.json` started by hand: it made its sweep row itself
 
 
