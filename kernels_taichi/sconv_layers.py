@@ -159,17 +159,28 @@ class _AskConv(torch.autograd.Function):
 
 
 def ask_conv2d(x: torch.Tensor, weights: Sequence[torch.Tensor], taps: Sequence[Sequence[tuple[int, int]]], k: int,
-               stride: int = 1) -> torch.Tensor:
+               stride: int = 1, bias: torch.Tensor | None = None, relu: bool = False,
+               residual: torch.Tensor | None = None) -> torch.Tensor:
     """ASK convolution (padding k // 2) on sconv: output group g uses weights[g] (Cout_g, Cin, len(taps[g])) on
-    taps[g]. Differentiable in x and the weights. ValueError if sconv cannot take it (see ask_supported)."""
+    taps[g], then [relu](. + residual + bias) (in the kernel's epilogue for inference). Differentiable in x and
+    the weights. ValueError if sconv cannot take it (see ask_supported)."""
     frozen = tuple(tuple((int(r), int(c)) for r, c in group) for group in taps)
     weights = list(weights)
     plans = ask_plans(x.shape[1], weights[0].shape[0], frozen, k, stride)
     if _wants_grad(x, weights):
-        return _AskConv.apply(x, plans, frozen, k, *weights)
+        return _epilogue(_AskConv.apply(x, plans, frozen, k, *weights), bias, relu, residual)
     ocb = plans.forward.ocb
     packed = cached_pack(("sconv_ask", ocb), weights, lambda: sconv.pack_ask(weights, ocb))
-    return sconv.conv(x, packed, plans.forward, stride)
+    return sconv.conv(x, packed, plans.forward, stride, bias=bias, relu=relu, residual=residual)
+
+
+def _epilogue(y: torch.Tensor, bias: torch.Tensor | None, relu: bool, residual: torch.Tensor | None) -> torch.Tensor:
+    """What sconv's epilogue does, in torch (for autograd): [relu](y + residual + bias)."""
+    if bias is not None:
+        y = y + bias.view(1, -1, 1, 1)
+    if residual is not None:
+        y = y + residual
+    return torch.relu(y) if relu else y
 
 
 # ----------------------------------------------------------------------------------------------- HetConv
@@ -333,18 +344,19 @@ def hetconv_dense_weight(w3: torch.Tensor, w1: torch.Tensor, part: int) -> torch
 
 
 def hetconv2d(x: torch.Tensor, weight3: torch.Tensor, weight1: torch.Tensor, part: int, stride: int = 1,
-              padding: int = 1, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """HetConv (3x3 over input block g for output group g, 1x1 over the other inputs) on sconv; differentiable.
-    ValueError if sconv cannot take it (see hetconv_supported)."""
+              padding: int = 1, bias: torch.Tensor | None = None, relu: bool = False,
+              residual: torch.Tensor | None = None) -> torch.Tensor:
+    """HetConv (3x3 over input block g for output group g, 1x1 over the other inputs) on sconv, then
+    [relu](. + residual + bias); differentiable. ValueError if sconv cannot take it (see hetconv_supported)."""
     cout, cin = weight3.shape[0], x.shape[1]
     plans = hetconv_plans(cin, cout, part, stride, padding)
     if _wants_grad(x, [weight3, weight1]) or (bias is not None and _wants_grad(x, [bias])):
-        y = _HetConv.apply(x, plans, weight3, weight1)
-        return y if bias is None else y + bias.view(1, -1, 1, 1)
+        return _epilogue(_HetConv.apply(x, plans, weight3, weight1), bias, relu, residual)
     ocb = plans.forward.ocb
     packed = cached_pack(("sconv_hetconv", ocb, part), [weight3, weight1],
                          lambda: _het_pack(weight3.detach(), weight1.detach(), part, ocb).contiguous())
-    return sconv.conv(x, packed, plans.forward, stride, out_hw=_out_hw(x, stride, padding), bias=bias)
+    return sconv.conv(x, packed, plans.forward, stride, out_hw=_out_hw(x, stride, padding), bias=bias, relu=relu,
+                      residual=residual)
 
 
 # ---------------------------------------------------------------------------------------------------- 1xN
@@ -372,9 +384,11 @@ def blocksparse_plan(crow_indices: torch.Tensor, col_indices: torch.Tensor, cin:
 
 def blocksparse_conv2d(x: torch.Tensor, dense_weight: torch.Tensor, crow_indices: torch.Tensor,
                        col_indices: torch.Tensor, out_order: torch.Tensor, block_n: int, stride: int, padding: int,
-                       bias: torch.Tensor | None, sources: Sequence[torch.Tensor]) -> torch.Tensor:
-    """1xN block-sparse conv on sconv, inference only. `dense_weight()` (a callable, the masked (Cout, Cin, k, k)
-    weight in the original filter order) is called only when `sources` (the tensors it comes from) change."""
+                       bias: torch.Tensor | None, sources: Sequence[torch.Tensor], relu: bool = False,
+                       residual: torch.Tensor | None = None) -> torch.Tensor:
+    """1xN block-sparse conv on sconv, inference only, then [relu](. + residual + bias). `dense_weight()`
+    (a callable, the masked (Cout, Cin, k, k) weight in the original filter order) is called only when
+    `sources` (the tensors it comes from) change."""
     cout, cin = len(out_order), x.shape[1]
 
     def build():
@@ -388,7 +402,10 @@ def blocksparse_conv2d(x: torch.Tensor, dense_weight: torch.Tensor, crow_indices
         return plan, plan.pack_dense(w, padding), b, None if identity else out_order.clone(), k
 
     plan, packed, b, order, k = cached_pack(("sconv_blocksparse", stride, padding, cin), list(sources), build)
-    y = sconv.conv(x, packed, plan, stride, out_hw=_out_hw(x, stride, padding, k), bias=b)
+    if residual is not None and order is not None:
+        residual = residual.index_select(1, order)  # the kernel writes the channels in block order
+    y = sconv.conv(x, packed, plan, stride, out_hw=_out_hw(x, stride, padding, k), bias=b, relu=relu,
+                   residual=residual)
     if order is not None:
         y = torch.empty_like(y).index_copy_(1, order, y)
     return y

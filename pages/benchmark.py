@@ -21,8 +21,10 @@ st.title("Benchmark")
 st.caption(f"{summarize(d)} · input {'x'.join(map(str, d.network.input_shape))}")
 st.caption("Times the whole network (and optionally each convolution) for every chosen backend against the dense "
            "network of the same architecture, in the same run: medians after warm-up, with the min..max of the "
-           "repeats beside each; the dense baseline is the faster of NCHW and channels-last. Results are saved, so "
-           "runs can be compared later.")
+           "repeats beside each; the dense baseline is the faster of NCHW and channels-last. Inference runs the "
+           "deployed form of both networks (BatchNorm folded into the convs, bias, residual add and ReLU in the "
+           "conv's own call), the dense one also as trained, whichever is faster. Results are saved, so runs can "
+           "be compared later.")
 
 state.keep("bench_backends", ["decomposed", "auto"])  # the form survives a change of page
 state.keep("bench_mode", "infer", MODES)
@@ -49,9 +51,14 @@ batch = c2.selectbox("Batch size", batches, key="bench_batch",
                           "which one image cannot give")
 repeats = c4.number_input("Repeats", min_value=LIMITS["repeats"][0], max_value=50, key="bench_repeats")
 per_layer = st.checkbox("Also time each convolution alone (slower)", key="bench_layers", disabled=onnx) and not onnx
+state.keep("bench_fold", True)
+fold = st.checkbox("Deployed form: fold BatchNorm into the convs", key="bench_fold", disabled=onnx or mode == "train",
+                   help="As an exported network runs: each eval BatchNorm folded into the conv before it, and the "
+                        "bias, residual add and ReLU that follow run in the conv's own call (sconv's epilogue, "
+                        "oneDNN's post-ops). Off: both networks as trained, each op on its own.")
 
 if st.button("Run benchmark", key="run_bench", type="primary", disabled=not (backends or onnx)):
-    config = BenchConfig(batch_size=int(batch), repeats=int(repeats), warmup=1, mode=mode)
+    config = BenchConfig(batch_size=int(batch), repeats=int(repeats), warmup=1, mode=mode, fold=bool(fold))
     bar = st.progress(0.0, text="starting...")
     layer_share = 0.5 if per_layer else 0.0
 
@@ -90,6 +97,7 @@ if shown and shown["design"] == d.to_json():
     result = shown["result"]
     rows = benchmark_bars(result)
     st.subheader(f"Whole network, batch {result['batch_size']}, {result['mode']}, {result['threads']} threads"
+                 + (", deployed form" if result.get("fold") else "")
                  + (", onnxruntime (fast ONNX export vs the dense export)" if result.get("runtime") else ""))
     for note in benchmark_notes(result):
         st.warning(note)

@@ -3,7 +3,10 @@
 The dense baseline is the same architecture with plain convolutions; it and
 every backend are timed in NCHW and channels-last, each judged by its faster
 layout. Every backend runs the same weights (copied from one reference
-build). Timing is designer.bench.timing's interleaved loop.
+build). Inference is timed on the deployed form of both networks unless
+config.fold is off: BatchNorm folded into the convs, the bias, residual add
+and ReLU run in each conv's call (models.fold). Timing is
+designer.bench.timing's interleaved loop.
 """
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ from designer.bench.timing import BenchConfig, check_config, first_line, machine
 from designer.designs.design import Design
 from designer.errors import DesignError
 from designer.networks.build import build_model, dense_design, design_layers, validate
+from models.fold import fold_for_inference
 
 BACKENDS = ("reference", "decomposed", "taichi", "sconv", "auto")  # auto: each layer its fastest (models.layers.autotune)
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+FORMS = {True: "folded", False: "as trained", None: None}  # how a network was timed (None: a training step)
 
 
 def resolve_backends(name: str) -> list[str]:
@@ -54,14 +59,33 @@ def inputs(design: Design, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]
     return x, torch.randint(0, network.num_classes, (batch_size,), generator=g)
 
 
-def _faster_layout(timings: dict, name: str) -> dict:
-    """The timing of `name` in its faster layout, with both layouts' medians; its error if a layout failed."""
-    for lay in LAYOUTS:
-        if "error" in timings[name, lay]:
-            return {"error": f"{timings[name, lay]['error']} ({lay})"}
-    layout = min(LAYOUTS, key=lambda lay: timings[name, lay]["median_ms"])
-    return {**timings[name, layout], "layout": layout,
-            **{f"{lay}_ms": timings[name, lay]["median_ms"] for lay in LAYOUTS}}
+def _fastest_variant(timings: dict, name: str) -> dict:
+    """The timing of `name` in its fastest variant (layout, and folded or not), with each variant's median;
+    its error if a variant failed."""
+    variants = [key for key in timings if key[0] == name]
+    for key in variants:
+        if "error" in timings[key]:
+            return {"error": f"{timings[key]['error']} ({_label(key)})"}
+    best = min(variants, key=lambda key: timings[key]["median_ms"])
+    return {**timings[best], "layout": best[1], "form": FORMS[best[2]],
+            **{f"{_label(key)}_ms": timings[key]["median_ms"] for key in variants}}
+
+
+def _label(key: tuple) -> str:
+    """'channels_last', or 'channels_last_as_trained' for a network timed without folding where it was offered."""
+    _, layout, folded = key
+    return layout if folded is not False else f"{layout}_as_trained"
+
+
+def _variants(name: str, config: BenchConfig) -> list[tuple[str, bool | None]]:
+    """(layout, folded) pairs to time: the dense baseline also as trained, so that it runs in its fastest form
+    (oneDNN's fused post-ops can lose to plain convs at small sizes); None where folding does not apply."""
+    if config.mode != "infer":
+        return [(layout, None) for layout in LAYOUTS]
+    if not config.fold:
+        return [(layout, False) for layout in LAYOUTS]
+    forms = (True, False) if name == "dense" else (True,)
+    return [(layout, folded) for folded in forms for layout in LAYOUTS]
 
 
 def bench_design(design: Design, backends: list[str], config: BenchConfig,
@@ -69,8 +93,10 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
     """Whole-network latency of `design` per backend and of its dense network, one run.
 
     Every candidate, dense included, runs in NCHW and in channels-last and is
-    judged by its faster layout. A backend that cannot be built or run gets
-    {"error": ...}; DesignError when the dense network itself cannot run.
+    judged by its faster layout; for inference the dense network is also
+    timed as trained, and its faster form counts. A backend that cannot be
+    built or run gets {"error": ...}; DesignError when the dense network
+    itself cannot run.
     """
     design, config = validate(design), check_config(config)
     progress = progress or (lambda what, fraction: None)
@@ -78,10 +104,11 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
     weights = build_model(design).state_dict()
     dense_net = dense_design(design.network, design.padfree)
     result: dict = {"batch_size": config.batch_size, "threads": torch.get_num_threads(), "mode": config.mode,
-                    **machine_load(), "backends": {}}
+                    **machine_load(), "backends": {}, "fold": config.mode == "infer" and config.fold, "folded": {},
+                    "fold_notes": {}}
     calls = {}
     for name in ["dense", *backends]:
-        for layout, memory_format in LAYOUTS.items():
+        for layout, folded in _variants(name, config):
             try:
                 if name == "dense":
                     model = build_model(dense_net)
@@ -91,14 +118,20 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
             except (ValueError, ImportError, RuntimeError) as err:
                 result["backends"][name] = {"error": first_line(err)}
                 break
-            model = model.to(memory_format=memory_format)
-            calls[name, layout] = step(model, x.contiguous(memory_format=memory_format), target, config.mode)
+            memory_format = LAYOUTS[layout]
+            model, inp = model.to(memory_format=memory_format), x.contiguous(memory_format=memory_format)
+            if folded:
+                model, report = fold_for_inference(model, inp)
+                result["folded"][name] = report.folded
+                if report.why_not:
+                    result["fold_notes"][name] = report.why_not
+            calls[name, layout, folded] = step(model, inp, target, config.mode)
     timings = time_interleaved(calls, config, progress)
     passes = 3 if config.mode == "train" else 1  # a training step: forward, input and weight gradients
     dense_flops = count_design(dense_net, "macs").flops
     design_flops = count_design(design, "macs").flops
     result["flop_ratio"] = dense_flops / max(design_flops, 1)
-    dense = result["dense"] = _faster_layout(timings, "dense")
+    dense = result["dense"] = _fastest_variant(timings, "dense")
     if "error" in dense:
         raise DesignError(f"the dense network cannot run a {config.mode} step at batch {config.batch_size}: "
                           f"{dense['error']}", "bench")
@@ -106,7 +139,7 @@ def bench_design(design: Design, backends: list[str], config: BenchConfig,
     for name in backends:
         if name in result["backends"]:
             continue  # it could not be built
-        timing = result["backends"][name] = _faster_layout(timings, name)
+        timing = result["backends"][name] = _fastest_variant(timings, name)
         if "error" in timing:
             continue
         timing["speedup_vs_dense"] = dense["median_ms"] / timing["median_ms"]

@@ -39,6 +39,7 @@ class BenchConfig:
     repeats: int = 10
     warmup: int = 2
     mode: str = "infer"  # infer: eval forward; train: forward + backward of a cross-entropy loss
+    fold: bool = True  # infer: time both networks in their inference form (models.fold); train ignores it
 
 
 def check_config(config: BenchConfig) -> BenchConfig:

@@ -22,13 +22,12 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.fold import LAYER_KINDS, LeafTracer, bn_scale_shift
 from models.layers.ask import AskConv2d
 from models.layers.ask_backends import _blocks, _sub_weights, plan_shape
-from models.layers.blocksparse import BlockSparseConv2d
 from models.layers.hetconv import HetConv2d
 from models.layers.hetconv_backends import _dense_1x1
 from models.layers.lowrank import LowRankConv2d
@@ -84,17 +83,9 @@ def _pads(size: int, k: int, start: int, extent: int, stride: int) -> tuple[int,
     return before, (out - 1) * stride + extent - size - before
 
 
-def _scale_shift(bn: nn.BatchNorm2d | None, channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The per-channel scale and shift of an eval-mode BatchNorm (1 and None without one)."""
-    if bn is None:
-        return torch.ones(channels), None
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias.detach() - bn.running_mean * scale
-
-
 def ask_form(m: AskConv2d, size: tuple[int, int], bn: nn.BatchNorm2d | None = None) -> ConvSum:
     """The decomposed backend's sub-convs of an ASK conv for an input of `size` (H, W), `bn` folded in."""
-    scale, shift = _scale_shift(bn, m.out_channels)
+    scale, shift = bn_scale_shift(bn, m.out_channels)
     if m.bias is not None:  # the layer's own bias goes through the BatchNorm too
         shift = m.bias.detach() * scale + (shift if shift is not None else 0)
     blocks, first = [], 0
@@ -115,7 +106,7 @@ def ask_form(m: AskConv2d, size: tuple[int, int], bn: nn.BatchNorm2d | None = No
 
 def hetconv_form(m: HetConv2d, bn: nn.BatchNorm2d | None = None) -> ConvSum:
     """Grouped 3x3 (groups P) + dense 1x1 on the centre tap, added; `bn` folded in."""
-    scale, shift = _scale_shift(bn, m.out_channels)
+    scale, shift = bn_scale_shift(bn, m.out_channels)
     with torch.no_grad():
         bias = m.bias.detach() if m.bias is not None else None
         if shift is not None:
@@ -136,7 +127,7 @@ def hetconv_form(m: HetConv2d, bn: nn.BatchNorm2d | None = None) -> ConvSum:
 
 def masked_conv(m: nn.Module, bn: nn.BatchNorm2d | None = None) -> nn.Conv2d:
     """One dense conv with the layer's masked kernel (1xN's fast form: see the module docstring)."""
-    scale, shift = _scale_shift(bn, m.out_channels)
+    scale, shift = bn_scale_shift(bn, m.out_channels)
     bias = getattr(m, "bias", None)
     conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
                      bias=bias is not None or shift is not None)
@@ -166,12 +157,7 @@ def lowrank_form(m: LowRankConv2d) -> nn.Sequential:
     return nn.Sequential(v, h)
 
 
-FAST = (AskConv2d, HetConv2d, BlockSparseConv2d)
-
-
-class _LeafTracer(torch.fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, FAST) or super().is_leaf_module(m, qualname)
+FAST = LAYER_KINDS
 
 
 def conv_bn_pairs(model: nn.Module) -> dict[str, str]:
@@ -180,7 +166,7 @@ def conv_bn_pairs(model: nn.Module) -> dict[str, str]:
     Found by tracing the graph (torch.fx); a network fx cannot trace folds nothing.
     """
     try:
-        graph = _LeafTracer().trace(model)
+        graph = LeafTracer().trace(model)
     except Exception:  # data-dependent control flow in a user's network: no folding, still exact
         return {}
     modules = dict(model.named_modules())

@@ -45,7 +45,7 @@ def benchmark_bars(result: dict) -> list[dict]:
     spread of its repeats (min, max, spread; None in results saved before they were kept), and a note on
     auto when it lost to a fixed backend."""
     dense = result["dense"]
-    rows = [{"what": f"dense ({dense.get('layout', 'nchw')})", **_spread_of(dense), "speedup": 1.0, "note": None}]
+    rows = [{"what": f"dense ({variant_label(dense)})", **_spread_of(dense), "speedup": 1.0, "note": None}]
     shortfall = auto_shortfall(result)
     for name, timing in result.get("backends", {}).items():
         if "median_ms" not in timing:
@@ -56,6 +56,11 @@ def benchmark_bars(result: dict) -> list[dict]:
             note = f"auto's choice was {shortfall[1]:.0%} slower than {shortfall[0]} in this run"
         rows.append({"what": name, **_spread_of(timing), "speedup": timing["speedup_vs_dense"], "note": note})
     return rows
+
+
+def variant_label(timing: dict) -> str:
+    """How a network ran: its layout, and for inference whether BatchNorm was folded ('channels_last, folded')."""
+    return ", ".join(part for part in (timing.get("layout", "nchw"), timing.get("form")) if part)
 
 
 def _spread_of(timing: dict) -> dict:
@@ -72,6 +77,8 @@ def benchmark_notes(result: dict) -> list[str]:
         notes.append(f"The machine was busy: load average {load:.1f} on {cores} cores when the benchmark "
                      "started, so other work shared the CPUs; the times are slower and noisier than on a quiet "
                      "machine.")
+    for name, why in result.get("fold_notes", {}).items():
+        notes.append(f"{name} ran as trained, not in its deployed form (BatchNorm left unfolded): {why}.")
     rows = benchmark_bars(result)
     noisy = [f"{r['what']} {r['spread']:.0%} ({r['min_ms']:.2f}..{r['max_ms']:.2f} ms)" for r in rows if r.get("noisy")]
     if noisy:
@@ -98,7 +105,7 @@ def latency_for(design_json: dict, benchmarks: list[dict], batch_size: int | Non
             continue
         if all(layer.get("kind", "dense") == "dense" for layer in design_json.get("layers", [])):
             dense = bench["result"]["dense"]  # a dense design runs fastest as the baseline itself
-            return {"median_ms": dense["median_ms"], "backend": f"dense ({dense.get('layout', 'nchw')})",
+            return {"median_ms": dense["median_ms"], "backend": f"dense ({variant_label(dense)})",
                     "batch_size": bench["batch_size"], "speedup": 1.0}
         best = best_backend(bench["result"])
         if best:

@@ -107,6 +107,14 @@ class AskConv2d(BackendChoice):
         if self.bias is not None:
             self.bias.copy_(bias if bias is not None else torch.zeros_like(self.bias))
 
+    @torch.no_grad()
+    def scale_outputs_(self, scale: torch.Tensor) -> None:
+        """Multiply output channel o by scale[o] (an eval BatchNorm folded in: models.fold)."""
+        for g, w in enumerate(self.weights):
+            w.mul_(scale[g * self.group_out:(g + 1) * self.group_out, None, None])
+        if self.bias is not None:
+            self.bias.mul_(scale)
+
     def extra_repr(self) -> str:
         shapes = ", ".join("[" + ",".join(map(str, s.taps)) + "]" for s in self.shapes)
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "

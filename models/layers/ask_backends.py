@@ -30,6 +30,7 @@ from kernels_taichi import sconv
 from kernels_taichi.cache import cached_pack
 from models.layers.ask import ASK_BACKENDS, AskConv2d, Shape
 from models.layers.autotune import register_auto, sconv_usable, taichi_usable
+from models.layers.epilogue import Epilogue
 from models.layers.fused_add import add_conv_
 from models.layers.layout import memory_format
 
@@ -257,6 +258,17 @@ def _sconv_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
     return sconv_layers.ask_conv2d(x, list(module.weights), taps, module.kernel_size, module.stride)
 
 
+def _sconv_with_epilogue(module: AskConv2d, x: torch.Tensor, epilogue: Epilogue) -> torch.Tensor:
+    from kernels_taichi import sconv_layers
+
+    if not sconv_layers.ask_supported(module.in_channels, module.group_out, x.dtype, x.device):
+        return epilogue.apply(_sconv_forward(module, x))
+    taps = [shape.positions for shape in module.shapes]
+    return sconv_layers.ask_conv2d(x, list(module.weights), taps, module.kernel_size, module.stride,
+                                   epilogue.bias, epilogue.relu, epilogue.residual)
+
+
+_sconv_forward.with_epilogue = _sconv_with_epilogue
 _sconv_forward.usable = sconv_usable  # auto's candidates: sconv where it builds, Taichi where it does not
 _taichi_forward.usable = taichi_usable
 

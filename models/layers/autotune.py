@@ -114,15 +114,20 @@ def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wa
     return min(trials, key=lambda name: statistics.median(samples[name]))
 
 
+def chosen_backend(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor) -> str:
+    """The backend auto runs for x: measured on the first input of its signature, remembered after."""
+    wants_grad = _wants_grad(module, x)
+    choices = module.__dict__.setdefault("auto_choices", {})
+    key = _signature(x, wants_grad)
+    if key not in choices:
+        choices[key] = fastest(registry, module, x, wants_grad)
+    return choices[key]
+
+
 def register_auto(registry: dict[str, Forward]) -> None:
     """Add the `auto` backend to a layer kind's registry of backends."""
 
     def auto_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        wants_grad = _wants_grad(module, x)
-        choices = module.__dict__.setdefault("auto_choices", {})
-        key = _signature(x, wants_grad)
-        if key not in choices:
-            choices[key] = fastest(registry, module, x, wants_grad)
-        return registry[choices[key]](module, x)
+        return registry[chosen_backend(registry, module, x)](module, x)
 
     registry[AUTO] = auto_forward

@@ -12,6 +12,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from models.layers.autotune import AUTO, chosen_backend
+from models.layers.epilogue import Epilogue
+
 
 class BackendChoice(nn.Module):
     """Base of the layers that run one backend of their kind's registry."""
@@ -31,3 +34,14 @@ class BackendChoice(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.BACKENDS[self._backend](self, x)
+
+    def forward_with_epilogue(self, x: torch.Tensor, epilogue: Epilogue) -> torch.Tensor:
+        """[relu](self(x) + residual + bias), in the backend's own call where it has one (its forward's
+        `with_epilogue`; auto asks the backend it chose), else the epilogue after it in torch."""
+        name = self._backend
+        if name == AUTO:
+            name = chosen_backend(self.BACKENDS, self, x)
+        fused = getattr(self.BACKENDS[name], "with_epilogue", None)
+        if fused is None or getattr(self, "bias", None) is not None:  # a folded layer's bias is in the epilogue
+            return epilogue.apply(self(x))
+        return fused(self, x, epilogue)

@@ -121,6 +121,14 @@ class BlockSparseConv2d(BackendChoice):
         ordered = blocks.transpose(1, 2).reshape(self.out_channels, self.in_channels, k, k)
         return torch.empty_like(ordered).index_copy(0, self.out_order, ordered)
 
+    @torch.no_grad()
+    def scale_outputs_(self, scale: torch.Tensor) -> None:
+        """Multiply output channel o by scale[o] (an eval BatchNorm folded in: models.fold); the mask stays."""
+        per_block = scale[self.out_order].view(-1, self.block_n)[self.block_rows()]
+        self.values.mul_(per_block[:, :, None, None])
+        if self.bias is not None:
+            self.bias.mul_(scale)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A dense checkpoint (prefix + "weight"): the mask is computed from its weights.
         dense = state_dict.get(prefix + "weight")

@@ -24,6 +24,7 @@ import torch
 from kernels_taichi import sconv
 from models.layers.autotune import register_auto, sconv_usable, taichi_usable
 from models.layers.blocksparse import BLOCKSPARSE_BACKENDS, BlockSparseConv2d
+from models.layers.epilogue import Epilogue
 
 
 def _taichi_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -34,6 +35,10 @@ def _taichi_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 def _sconv_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
+    return _sconv_with_epilogue(m, x, None)
+
+
+def _sconv_with_epilogue(m: BlockSparseConv2d, x: torch.Tensor, epilogue: Epilogue | None) -> torch.Tensor:
     from kernels_taichi import sconv_layers
 
     params = [m.values] + ([m.bias] if m.bias is not None else [])
@@ -41,12 +46,17 @@ def _sconv_forward(m: BlockSparseConv2d, x: torch.Tensor) -> torch.Tensor:
     if wants_grad or not sconv_layers.blocksparse_supported(m.block_n, x.dtype, x.device):
         if x.device.type == "cpu" and not wants_grad and not sconv.available():
             sconv.warn_fallback("the 1xN 'reference' backend")
-        return BLOCKSPARSE_BACKENDS["reference"](m, x)
-    sources = [m.values, m.crow_indices, m.col_indices, m.out_order] + ([m.bias] if m.bias is not None else [])
+        y = BLOCKSPARSE_BACKENDS["reference"](m, x)
+        return y if epilogue is None else epilogue.apply(y)
+    bias = m.bias if epilogue is None else epilogue.bias  # a folded layer has no bias of its own
+    sources = [m.values, m.crow_indices, m.col_indices, m.out_order] + ([bias] if bias is not None else [])
     return sconv_layers.blocksparse_conv2d(x, m.dense_weight, m.crow_indices, m.col_indices, m.out_order,
-                                           m.block_n, m.stride, m.padding, m.bias, sources)
+                                           m.block_n, m.stride, m.padding, bias, sources,
+                                           relu=epilogue is not None and epilogue.relu,
+                                           residual=None if epilogue is None else epilogue.residual)
 
 
+_sconv_forward.with_epilogue = _sconv_with_epilogue
 _sconv_forward.usable = sconv_usable  # auto's candidates: sconv where it builds, Taichi where it does not
 _taichi_forward.usable = taichi_usable
 

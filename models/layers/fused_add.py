@@ -23,11 +23,17 @@ _CONV_ADD_ = getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)
 _MIN_ONEDNN_SINGLE_IMAGE = 20480
 
 
-def _fusable(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> bool:
-    needs_grad = torch.is_grad_enabled() and (out.requires_grad or x.requires_grad or weight.requires_grad)
-    return (_CONV_ADD_ is not None and torch.backends.mkldnn.is_available() and not needs_grad
-            and x.device.type == "cpu" and x.dtype == weight.dtype == out.dtype == torch.float32
+def onednn_runs(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True where torch would run conv2d(x, weight) in oneDNN for inference (CPU float32, no gradient)."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return (torch.backends.mkldnn.is_available() and not needs_grad and x.device.type == "cpu"
+            and x.dtype == weight.dtype == torch.float32
             and (x.shape[0] > 1 or x[0].numel() > _MIN_ONEDNN_SINGLE_IMAGE))
+
+
+def _fusable(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> bool:
+    needs_grad = torch.is_grad_enabled() and out.requires_grad
+    return _CONV_ADD_ is not None and not needs_grad and out.dtype == torch.float32 and onednn_runs(x, weight)
 
 
 def add_conv_(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: int,

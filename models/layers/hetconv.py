@@ -92,6 +92,14 @@ class HetConv2d(BackendChoice):
         if self.bias is not None:
             self.bias.copy_(bias if bias is not None else torch.zeros_like(self.bias))
 
+    @torch.no_grad()
+    def scale_outputs_(self, scale: torch.Tensor) -> None:
+        """Multiply output channel o by scale[o] (an eval BatchNorm folded in: models.fold)."""
+        self.weight3.mul_(scale[:, None, None, None])
+        self.weight1.mul_(scale[:, None])
+        if self.bias is not None:
+            self.bias.mul_(scale)
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, part={self.part}, stride={self.stride}, "
                 f"padding={self.padding}, bias={self.bias is not None}, backend={self._backend}")

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from kernels_taichi import sconv
 from kernels_taichi.cache import cached_pack
 from models.layers.autotune import register_auto, sconv_usable, taichi_usable
+from models.layers.epilogue import Epilogue
 from models.layers.fused_add import add_conv_
 from models.layers.hetconv import HETCONV_BACKENDS, HetConv2d
 
@@ -77,6 +78,16 @@ def _sconv_forward(m: HetConv2d, x: torch.Tensor) -> torch.Tensor:
     return sconv_layers.hetconv2d(x, m.weight3, m.weight1, m.part, m.stride, m.padding, m.bias)
 
 
+def _sconv_with_epilogue(m: HetConv2d, x: torch.Tensor, epilogue: Epilogue) -> torch.Tensor:
+    from kernels_taichi import sconv_layers
+
+    if m.part == 1 or not sconv_layers.hetconv_supported(m.in_channels, m.out_channels, m.part, x.dtype, x.device):
+        return epilogue.apply(_sconv_forward(m, x))
+    return sconv_layers.hetconv2d(x, m.weight3, m.weight1, m.part, m.stride, m.padding, epilogue.bias, epilogue.relu,
+                                  epilogue.residual)
+
+
+_sconv_forward.with_epilogue = _sconv_with_epilogue
 _sconv_forward.usable = sconv_usable  # auto's candidates: sconv where it builds, Taichi where it does not
 _taichi_forward.usable = taichi_usable
 

@@ -20,10 +20,13 @@ def test_result_shape_and_ratios():
     result = bench_design(TINY, ["reference"], BenchConfig(batch_size=2, repeats=3, warmup=1),
                           progress=lambda what, fraction: seen.append((what, fraction)))
     dense = result["dense"]
-    assert dense["layout"] in ("nchw", "channels_last")
-    assert dense["median_ms"] == min(dense["nchw_ms"], dense["channels_last_ms"])
+    assert dense["layout"] in ("nchw", "channels_last") and dense["form"] in ("folded", "as trained")
+    assert dense["median_ms"] == min(dense["nchw_ms"], dense["channels_last_ms"], dense["nchw_as_trained_ms"],
+                                     dense["channels_last_as_trained_ms"])
     timing = result["backends"]["reference"]
+    assert timing["form"] == "folded" and "nchw_as_trained_ms" not in timing  # only the baseline gets both forms
     assert timing["median_ms"] == min(timing["nchw_ms"], timing["channels_last_ms"])
+    assert result["fold"] and result["folded"] == {"dense": 7, "reference": 7}  # ResNet-8: 7 convs, each with BN
     assert timing["repeats"] == 3 and timing["min_ms"] <= timing["median_ms"] <= timing["max_ms"]
     assert timing["speedup_vs_dense"] == pytest.approx(dense["median_ms"] / timing["median_ms"])
     assert result["flop_ratio"] == pytest.approx(9 / 4, rel=0.05)
@@ -128,6 +131,14 @@ def test_cli_json_contract():
     assert out["batch_size"] == 2 and out["threads"] >= 1 and out["dense"]["median_ms"] > 0
     assert set(out["backends"]) == {"reference", "decomposed", "taichi", "sconv", "auto"}  # and nothing but JSON on stdout
     assert all(timing["speedup_vs_dense"] > 0 for timing in out["backends"].values())
+    assert out["fold"] and all(timing["form"] == "folded" for timing in out["backends"].values())
+
+
+def test_the_cli_times_the_networks_as_trained_with_no_fold():
+    result = designer("bench", "--arch", "resnet", "--depth", "8", "--anycfg", "ASK_5a", "--batch-size", "2",
+                      "--backend", "sconv", "--repeats", "1", "--no-fold")
+    assert result.returncode == 0, result.stderr
+    assert "dense (nchw, as trained)" in result.stdout or "dense (channels_last, as trained)" in result.stdout
 
 
 def test_a_backend_that_cannot_build_gives_every_layer_its_error_instead_of_raising(monkeypatch):
@@ -141,3 +152,11 @@ def test_a_backend_that_cannot_build_gives_every_layer_its_error_instead_of_rais
     monkeypatch.setattr(bench, "build_model", no_taichi)
     rows = bench_layers(TINY, "taichi", BenchConfig(batch_size=2, repeats=1, warmup=0), names=["conv1"])
     assert rows == [{"name": "conv1", "kind": "ask", "error": "ImportError: taichi is not installed"}]
+
+
+def test_inference_as_trained_when_folding_is_off_and_training_never_folds():
+    as_trained = bench_design(TINY, ["reference"], BenchConfig(batch_size=2, repeats=1, warmup=0, fold=False))
+    assert not as_trained["fold"] and as_trained["folded"] == {}
+    assert as_trained["dense"]["form"] == as_trained["backends"]["reference"]["form"] == "as trained"
+    train = bench_design(TINY, ["reference"], BenchConfig(batch_size=2, repeats=1, warmup=0, mode="train"))
+    assert not train["fold"] and train["dense"]["form"] is None and "nchw_as_trained_ms" not in train["dense"]
