@@ -102,6 +102,18 @@ struct Segs {
   const int* ob_out;       // [nob]: first output channel of block b
 };
 
+// Tile order: where the input is larger than the weights (large batches, early layers), a thread sweeps every
+// block over one pixel tile before the next tile, so the tile's input rows come from memory once and stay in
+// cache for the other blocks, whose weights stay in L2; else (batch 1, deep layers) it sweeps every tile with
+// one block's weights before the next block, so each weight is read from memory once.
+// (VGG-16's 1xN N=16 layers at batch 128: 64 ch at 32 px 1.35x, 128 ch at 16 px 1.12x faster than block
+// outer; ASK_5a's layers and batch 32 the same within noise.)
+bool tiles_outer(const Geo& g, const Segs& S, int nob, int nj) {
+  int64_t weights = 0;
+  for (int s = 0; s < S.ob_seg[nob]; ++s) weights += (int64_t)S.cn[s] * nj * 16;
+  return (int64_t)g.N * g.H * g.W * g.C > weights;
+}
+
 int max_segments(const Segs& S, int nob) {
   int m = 1;
   for (int b = 0; b < nob; ++b) m = std::max(m, S.ob_seg[b + 1] - S.ob_seg[b]);
@@ -199,6 +211,7 @@ void run_fwd(const Geo& g, const float* x, const float* wp, int nob, const Segs&
   const int64_t ntile = (P + RWMAX - 1) / RWMAX;
   const int64_t total = ntile * nob;
   const int maxseg = max_segments(S, nob);
+  const bool tile_first = tiles_outer(g, S, nob, NJ);
   std::vector<float> zeros(g.C + 16, 0.f);
   const float* zp = zeros.data();
 #pragma omp parallel num_threads(nthreads)
@@ -212,9 +225,8 @@ void run_fwd(const Geo& g, const float* x, const float* wp, int nob, const Segs&
     const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t lo = total * tid / nth, hi = total * (tid + 1) / nth;
     for (int64_t it = lo; it < hi; ++it) {
-      // Block outer: a thread sweeps its tiles with one block's weights hot in L2.
-      const int ob = (int)(it / ntile);
-      const int64_t p0 = (it % ntile) * RWMAX;
+      const int ob = tile_first ? (int)(it % nob) : (int)(it / ntile);
+      const int64_t p0 = (tile_first ? it / nob : it % ntile) * RWMAX;
       const int rw = (int)std::min<int64_t>(RWMAX, P - p0);
       const int oc = S.ob_out[ob];
       int n, oh, ow;
@@ -352,6 +364,7 @@ void run_rows(const Geo& g, const float* x, const float* wp, int nob, const Segs
   const int64_t ntile = nrows * ntr;
   const int64_t total = ntile * nob;
   const int maxseg = max_segments(S, nob);
+  const bool tile_first = tiles_outer(g, S, nob, NJ);
   std::vector<float> zeros(g.C + 16, 0.f);
   const float* zp = zeros.data();
   const int64_t ldo = out.ld * out.step;
@@ -363,8 +376,8 @@ void run_rows(const Geo& g, const float* x, const float* wp, int nob, const Segs
     const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t lo = total * tid / nth, hi = total * (tid + 1) / nth;
     for (int64_t it = lo; it < hi; ++it) {
-      const int ob = (int)(it / ntile);
-      const int64_t tile = it % ntile;
+      const int ob = tile_first ? (int)(it % nob) : (int)(it / ntile);
+      const int64_t tile = tile_first ? it / nob : it % ntile;
       const int64_t row = tile / ntr;
       const int tr = (int)(tile % ntr);
       const int ow0 = (int)((int64_t)g.Wo * tr / ntr), ow1 = (int)((int64_t)g.Wo * (tr + 1) / ntr);
