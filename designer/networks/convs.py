@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import torch
 import torch.nn as nn
 
 from designer.designs.design import Network
-from designer.networks.sources import resolve, traced_network
+from designer.networks.sources import meta_forward, resolve, traced_network
 from models.layers.spec import ConvSpec
 
 ROLES = ("first", "depthwise", "pointwise", "classifier", "conv")
@@ -70,14 +69,7 @@ def _trace_convs(network: Network, model: nn.Module) -> tuple[ConvLayer, ...]:
         entry = seen.setdefault(module, [tuple(inputs[0].shape[-2:]), tuple(output.shape[-2:]), 0])
         entry[2] += 1
 
-    handles = [conv.register_forward_hook(hook) for conv in names]
-    model.eval()
-    try:
-        with torch.no_grad(), torch.device("meta"):
-            model(torch.empty(1, *network.input_shape, device="meta"))
-    finally:
-        for handle in handles:
-            handle.remove()
+    meta_forward(model, network.input_shape, hook, names)
     order = list(seen)
     layers = []
     for i, conv in enumerate(order):

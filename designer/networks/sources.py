@@ -129,15 +129,25 @@ def _remember(network: Network, padfree: bool, model: nn.Module) -> nn.Module:
     return model
 
 
-def output_shape(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of the model's output for one image, traced on the meta device (the model must be there)."""
+def meta_forward(model: nn.Module, input_shape: tuple[int, ...], hook=None, modules=()):
+    """One eval forward of a meta-device model on one image, with `hook` as a forward hook on each of `modules`
+    while it runs (how the traces of convolutions and heads see a network without computing anything); the
+    model's train/eval mode is left as it was. Returns the model's output."""
+    handles = [module.register_forward_hook(hook) for module in modules]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), torch.device("meta"):
-            out = model(torch.empty(1, *input_shape, device="meta"))
+            return model(torch.empty(1, *input_shape, device="meta"))
     finally:
         model.train(was_training)
+        for handle in handles:
+            handle.remove()
+
+
+def output_shape(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the model's output for one image, traced on the meta device (the model must be there)."""
+    out = meta_forward(model, input_shape)
     if not isinstance(out, torch.Tensor):
         raise DesignError(f"the network returns a {type(out).__name__}, not a tensor of logits", "network")
     return tuple(out.shape)

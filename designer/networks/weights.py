@@ -34,7 +34,7 @@ from designer.designs.design import Design, Network, design_from_json
 from designer.designs.kinds import DENSE
 from designer.errors import DesignError
 from designer.networks.build import build_model, design_layers, validate
-from designer.networks.sources import resolve, traced_network
+from designer.networks.sources import meta_forward, resolve, traced_network
 from models.layers.lowrank import LowRankConv2d
 from models.torchvision_models import AUX_HEADS
 
@@ -198,16 +198,7 @@ def classifier_head(network: Network, padfree: bool = False) -> str | None:
         names = {module: name for name, module in model.named_modules()
                  if isinstance(module, (nn.Linear, nn.Conv2d))}
         called: list[nn.Module] = []
-        handles = [module.register_forward_hook(lambda m, i, o: called.append(m)) for module in names]
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad(), torch.device("meta"):
-                model(torch.empty(1, *network.input_shape, device="meta"))
-        finally:
-            for handle in handles:
-                handle.remove()
-            model.train(was_training)
+        meta_forward(model, network.input_shape, lambda m, i, o: called.append(m), names)
     if not called:
         return None
     last = called[-1]

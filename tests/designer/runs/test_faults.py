@@ -7,6 +7,7 @@ where mount fails, those tests skip and say why.
 """
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -14,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from designer.runs import jobs
 from designer.runs.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
 from designer.runs.store import RunStore, StoreError
 from designer.runs.train import HParams, train
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[3]
 DESIGN = dense_design(Network("resnet", 8, "cifar10"))
@@ -34,14 +35,7 @@ HP = HParams(epochs=1, batch_size=64, data="synthetic", log_every=1, warmup_epoc
              checkpoint_every_s=0)  # 8 steps; one checkpoint, at the end
 
 
-def wait_for(predicate, timeout=90.0, every=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
+wait_for = functools.partial(processes.wait_for, timeout=90.0, every=0.02)  # one job's states: poll often
 
 
 def finish(store, run_id):

@@ -1,5 +1,6 @@
 """The job manager with real processes and the real store: queue, kill, resume, stop, delete."""
 import dataclasses
+import functools
 import os
 import signal
 import time
@@ -14,19 +15,13 @@ from designer.runs import jobs
 from designer.runs.checkpoints import list_checkpoints
 from designer.runs.store import RunStore
 from designer.runs.train import HParams
+from tests import processes
 
 DESIGN = dense_design(Network("resnet", 8, "cifar10"))
 HP = HParams(epochs=3, batch_size=64, data="synthetic", log_every=1, checkpoint_every=2, warmup_epochs=0)
 
 
-def wait_for(predicate, timeout=90.0, every=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
+wait_for = functools.partial(processes.wait_for, timeout=90.0, every=0.02)  # one job's states: poll often
 
 
 def status(store, run_id):
