@@ -1,7 +1,7 @@
 """The `auto` backend: each layer runs whichever exact backend is fastest on its input.
 
 As cudnn.benchmark does for cuDNN algorithms: the first call with a new input
-signature (shape, memory format, device, whether gradients are wanted) times
+signature (shape, strides, dtype, device, whether gradients are wanted) times
 every other registered backend on that very input (the forward alone, or
 forward + backward when gradients are wanted; median of a few calls,
 interleaved across the candidates), keeps the fastest, and later calls with
@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 
 from kernels_taichi import sconv
-from models.layers.layout import memory_format
 
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
@@ -37,7 +36,9 @@ def _wants_grad(module: nn.Module, x: torch.Tensor) -> bool:
 
 
 def _signature(x: torch.Tensor, wants_grad: bool) -> tuple:
-    return tuple(x.shape), memory_format(x), str(x.device), x.dtype, wants_grad
+    """What a choice holds for: shape, strides (the layout), dtype, device, gradients; built at every call of a
+    layer, so it stays cheap (0.4 us; with the memory format and the device's name it took 1.3)."""
+    return x.shape, x.stride(), x.dtype, x.device, wants_grad
 
 
 def _trial(forward: Forward, module: nn.Module, x: torch.Tensor, wants_grad: bool) -> Callable[[], None]:
