@@ -14,9 +14,11 @@ forward, input gradient and weight gradient over the active taps only, any
 stride. It takes float32 CPU input whose output groups (Cout / shapes) are
 multiples of 16 channels; anything else (CUDA, float64, e.g. ResNet's
 16-channel layers split 4 ways) runs `decomposed`, and so does everything
-when the kernel cannot build here (said once on stderr). A layer whose
-input channels are not a multiple of 16 (the first conv) takes its input
-gradient, when one is wanted, from torch's dense convolution backward.
+when the kernel cannot build here (said once on stderr). A layer with fewer
+than 16 input channels (a first conv) runs `reference`, the masked dense
+conv, which is faster there (SCONV_MIN_IN_CHANNELS); one whose input
+channels are not a multiple of 16 takes its input gradient, when one is
+wanted, from torch's dense convolution backward.
 """
 from __future__ import annotations
 
@@ -41,6 +43,11 @@ SUBCONV_OVERHEAD_TAPS = 1.5
 # kernels (3 -> 64 at 32x32: 1x3 + 2x1 is 3-14x slower than the 3x3), so such
 # layers run one masked conv over the bounding box.
 MIN_CHANNELS_TO_SPLIT = 16
+# Below this many input channels sconv's reductions (taps x channels) are too short to pay for its tiles, and the
+# masked dense conv is faster: a 3 -> 16 ASK_5a layer at 32x32 (ResNet-20's stem) takes 0.60 / 2.58 ms on sconv
+# at batch 32 / 128 and 0.37 / 1.48 ms as the masked conv (3 -> 64: 3.4 / 17.0 against 1.1 / 18.2 ms); at
+# batch 1 sconv is 0.01-0.02 ms faster.
+SCONV_MIN_IN_CHANNELS = 16
 
 
 @dataclass(frozen=True)
@@ -250,6 +257,8 @@ def _taichi_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
 def _sconv_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
     from kernels_taichi import sconv_layers
 
+    if module.in_channels < SCONV_MIN_IN_CHANNELS:
+        return ASK_BACKENDS["reference"](module, x)
     if not sconv_layers.ask_supported(module.in_channels, module.group_out, x.dtype, x.device):
         if x.device.type == "cpu" and not sconv.available():
             sconv.warn_fallback("the ASK 'decomposed' backend")
@@ -261,7 +270,8 @@ def _sconv_forward(module: AskConv2d, x: torch.Tensor) -> torch.Tensor:
 def _sconv_with_epilogue(module: AskConv2d, x: torch.Tensor, epilogue: Epilogue) -> torch.Tensor:
     from kernels_taichi import sconv_layers
 
-    if not sconv_layers.ask_supported(module.in_channels, module.group_out, x.dtype, x.device):
+    if module.in_channels < SCONV_MIN_IN_CHANNELS or not sconv_layers.ask_supported(
+            module.in_channels, module.group_out, x.dtype, x.device):
         return epilogue.apply(_sconv_forward(module, x))
     taps = [shape.positions for shape in module.shapes]
     return sconv_layers.ask_conv2d(x, list(module.weights), taps, module.kernel_size, module.stride,

@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from designer.designs.shapes import ASK_PRESETS, KernelShape
 from kernels_taichi import sconv
@@ -42,8 +43,8 @@ def test_ask_presets_train_and_infer(preset, stride):
         assert_inference_matches_reference(conv, x, "sconv", channels_last)
 
 
-# (k, stride, n_shapes, cin, group_out, h, w, batch): first convs (3 channels), 16-multiples, k = 5, tiny
-# images (every tap in the padding somewhere), wide rows (the row-tile path), batch 1
+# (k, stride, n_shapes, cin, group_out, h, w, batch): a first conv (3 channels: the masked dense conv), 16-multiples,
+# k = 5, tiny images (every tap in the padding somewhere), wide rows (the row-tile path), batch 1
 ASK_CASES = [
     (3, 1, 1, 3, 64, 12, 12, 2), (3, 1, 2, 16, 32, 33, 20, 2), (3, 2, 3, 48, 16, 9, 7, 3), (5, 1, 2, 16, 16, 7, 9, 2),
     (5, 2, 3, 32, 16, 11, 8, 1), (3, 1, 1, 64, 64, 2, 2, 5), (3, 1, 4, 64, 16, 1, 1, 4), (3, 2, 1, 16, 48, 33, 33, 1),
@@ -65,17 +66,26 @@ def test_ask_random_shapes(k, stride, n_shapes, cin, group_out, h, w, batch):
 
 
 @needs_sconv
-def test_ask_first_conv_input_gradient_and_state_dict():
-    """3 input channels: the kernel's input gradient needs 16-multiples, torch's dense backward gives it."""
+def test_ask_input_gradient_for_channels_not_a_multiple_of_16_and_state_dict():
+    """24 input channels: the kernel's input gradient needs 16-multiples, torch's dense backward gives it."""
     torch.manual_seed(5)
-    conv = AskConv2d(3, 64, shapes_of("ASK_5a"))
-    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    conv = AskConv2d(24, 64, shapes_of("ASK_5a"))
+    x = torch.randn(2, 24, 8, 8, requires_grad=True)
     conv.backend = "sconv"
     dx, = torch.autograd.grad(conv(x).square().sum(), [x])
     conv.backend = "reference"
     expected, = torch.autograd.grad(conv(x).square().sum(), [x])
     assert rel_err(dx, expected) < 1e-4
-    assert_backend_keeps_state_dict(conv, "sconv", torch.randn(1, 3, 5, 5))
+    assert_backend_keeps_state_dict(conv, "sconv", torch.randn(1, 24, 5, 5))
+
+
+@needs_sconv
+def test_an_ask_first_conv_with_few_input_channels_runs_the_masked_dense_conv(monkeypatch):
+    conv = AskConv2d(3, 64, shapes_of("ASK_5a"), backend="sconv").eval()
+    monkeypatch.setattr(sconv, "conv", lambda *a, **k: pytest.fail("a 3-channel input reached the kernel"))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert rel_err(conv(x), F.conv2d(x, conv.dense_weight(), padding=1)) < 1e-5
 
 
 @needs_sconv
