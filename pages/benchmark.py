@@ -52,7 +52,8 @@ batch = c2.selectbox("Batch size", batches, key="bench_batch",
 repeats = c4.number_input("Repeats", min_value=LIMITS["repeats"][0], max_value=50, key="bench_repeats")
 per_layer = st.checkbox("Also time each convolution alone (slower)", key="bench_layers", disabled=onnx) and not onnx
 state.keep("bench_fold", True)
-fold = st.checkbox("Deployed form: fold BatchNorm into the convs", key="bench_fold", disabled=onnx or mode == "train",
+fold = st.checkbox("Deployed form (inference): fold BatchNorm into the convs", key="bench_fold",
+                   disabled=onnx or mode == "train",
                    help="As an exported network runs: each eval BatchNorm folded into the conv before it, and the "
                         "bias, residual add and ReLU that follow run in the conv's own call (sconv's epilogue, "
                         "oneDNN's post-ops). Off: both networks as trained, each op on its own.")

@@ -260,6 +260,24 @@ def test_benchmark_runs_with_a_progress_bar_and_is_saved(at):
     assert list(saved["backend"])[1] == "reference" and saved["batch"].iloc[0] == 1
 
 
+def test_benchmark_times_the_deployed_form_unless_told_to_time_both_networks_as_trained(at):
+    at.selectbox(key="net_arch").set_value("resnet").run()
+    at.button(key="apply_preset").click().run()
+    at.switch_page("pages/benchmark.py").run()
+    at.multiselect(key="bench_backends").set_value(["sconv"]).run()
+    at.number_input(key="bench_repeats").set_value(1).run()
+    assert at.checkbox(key="bench_fold").value
+    at.button(key="run_bench").click().run()
+    ok(at)
+    assert "deployed form" in at.subheader[0].value and at.main.metric[1].label == "sconv"
+    at.checkbox(key="bench_fold").uncheck().run()
+    at.button(key="run_bench").click().run()
+    ok(at)
+    assert "deployed form" not in at.subheader[0].value and "as trained" in at.main.metric[0].label
+    at.selectbox(key="bench_mode").set_value("train").run()
+    assert at.checkbox(key="bench_fold").disabled  # a training step has no folded form
+
+
 def _wait_finished(run_id: int, timeout: float = 150) -> dict:
     """The run once it has ended, and its training process gone (reaped: no test sees another's child)."""
     import time
