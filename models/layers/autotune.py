@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from kernels_taichi import sconv
+from models.layers.epilogue import Epilogue
 
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
@@ -35,17 +36,25 @@ def _wants_grad(module: nn.Module, x: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters()))
 
 
-def _signature(x: torch.Tensor, wants_grad: bool) -> tuple:
-    """What a choice holds for: shape, strides (the layout), dtype, device, gradients; built at every call of a
-    layer, so it stays cheap (0.4 us; with the memory format and the device's name it took 1.3)."""
-    return x.shape, x.stride(), x.dtype, x.device, wants_grad
+def _signature(x: torch.Tensor, wants_grad: bool, fused: bool = False) -> tuple:
+    """What a choice holds for: shape, strides (the layout), dtype, device, whether an epilogue is fused,
+    gradients; built at every call of a layer, so it stays cheap (0.4 us; with the memory format and the
+    device's name it took 1.3)."""
+    return x.shape, x.stride(), x.dtype, x.device, fused, wants_grad
 
 
-def _trial(forward: Forward, module: nn.Module, x: torch.Tensor, wants_grad: bool) -> Callable[[], None]:
+def run_with_epilogue(forward: Forward, module: nn.Module, x: torch.Tensor, epilogue: Epilogue) -> torch.Tensor:
+    """forward(module, x) followed by the epilogue: in the backend's own call where it has one (`with_epilogue`)."""
+    fused = getattr(forward, "with_epilogue", None)
+    return fused(module, x, epilogue) if fused is not None else epilogue.apply(forward(module, x))
+
+
+def _trial(forward: Forward, module: nn.Module, x: torch.Tensor, wants_grad: bool,
+           epilogue: Epilogue | None = None) -> Callable[[], None]:
     if not wants_grad:
         def infer():
             with torch.no_grad():
-                forward(module, x)
+                forward(module, x) if epilogue is None else run_with_epilogue(forward, module, x, epilogue)
         return infer
     inp = x.detach().requires_grad_(x.requires_grad)
     inputs = [p for p in module.parameters() if p.requires_grad] + ([inp] if inp.requires_grad else [])
@@ -77,8 +86,10 @@ def _usable(forward: Forward, x: torch.Tensor) -> bool:
     return usable is None or bool(usable(x))
 
 
-def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wants_grad: bool) -> str:
-    """The name of the backend in `registry` (other than auto) with the lowest median time on x.
+def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wants_grad: bool,
+            epilogue: Epilogue | None = None) -> str:
+    """The name of the backend in `registry` (other than auto) with the lowest median time on x, each with
+    `epilogue` after it when one is given (the inference form: the conv and its folded BatchNorm, ReLU, add).
 
     Each candidate runs once untimed (Taichi compiles there, sconv builds its plans), then TRIALS rounds
     time one call of every candidate each, interleaved, so that a change of the machine's load hits all
@@ -91,7 +102,7 @@ def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wa
         if name == AUTO or not _usable(forward, x):
             continue
         try:
-            run = _trial(forward, module, x, wants_grad)
+            run = _trial(forward, module, x, wants_grad, epilogue)
             run()
             trials[name] = run
         except (TypeError, ValueError, RuntimeError, ImportError, NotImplementedError):
@@ -115,13 +126,15 @@ def fastest(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor, wa
     return min(trials, key=lambda name: statistics.median(samples[name]))
 
 
-def chosen_backend(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor) -> str:
-    """The backend auto runs for x: measured on the first input of its signature, remembered after."""
+def chosen_backend(registry: dict[str, Forward], module: nn.Module, x: torch.Tensor,
+                   epilogue: Epilogue | None = None) -> str:
+    """The backend auto runs for x (followed by `epilogue`, when given): measured on the first input of its
+    signature, remembered after."""
     wants_grad = _wants_grad(module, x)
     choices = module.__dict__.setdefault("auto_choices", {})
-    key = _signature(x, wants_grad)
+    key = _signature(x, wants_grad, epilogue is not None)
     if key not in choices:
-        choices[key] = fastest(registry, module, x, wants_grad)
+        choices[key] = fastest(registry, module, x, wants_grad, epilogue)
     return choices[key]
 
 

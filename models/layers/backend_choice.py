@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from models.layers.autotune import AUTO, chosen_backend
+from models.layers.autotune import AUTO, chosen_backend, run_with_epilogue
 from models.layers.epilogue import Epilogue
 
 
@@ -37,11 +37,10 @@ class BackendChoice(nn.Module):
 
     def forward_with_epilogue(self, x: torch.Tensor, epilogue: Epilogue) -> torch.Tensor:
         """[relu](self(x) + residual + bias), in the backend's own call where it has one (its forward's
-        `with_epilogue`; auto asks the backend it chose), else the epilogue after it in torch."""
+        `with_epilogue`), else the epilogue after it in torch; auto times its candidates that way."""
+        if getattr(self, "bias", None) is not None:  # a folded layer's bias is in the epilogue
+            return epilogue.apply(self(x))
         name = self._backend
         if name == AUTO:
-            name = chosen_backend(self.BACKENDS, self, x)
-        fused = getattr(self.BACKENDS[name], "with_epilogue", None)
-        if fused is None or getattr(self, "bias", None) is not None:  # a folded layer's bias is in the epilogue
-            return epilogue.apply(self(x))
-        return fused(self, x, epilogue)
+            name = chosen_backend(self.BACKENDS, self, x, epilogue)
+        return run_with_epilogue(self.BACKENDS[name], self, x, epilogue)

@@ -9,6 +9,7 @@ from designer.designs.shapes import preset_shapes
 from models.layers import autotune
 from models.layers.ask import AskConv2d
 from models.layers.autotune import AUTO, fastest, register_auto
+from models.layers.epilogue import Epilogue
 
 
 class Scale(nn.Module):
@@ -64,6 +65,28 @@ def test_choice_is_made_per_shape_and_per_grad_mode():
     layer(torch.randn(4, 3)).sum().backward()
     shapes_and_grad = sorted((key[0], key[-1]) for key in layer.auto_choices)
     assert shapes_and_grad == [((2, 3), False), ((4, 3), False), ((4, 3), True)]
+
+
+def test_with_an_epilogue_auto_times_each_backend_with_it_in_the_backend_s_own_call_where_it_has_one():
+    """The inference form (models.fold) runs bias + ReLU after the conv: a backend that fuses them can win
+    although its conv alone is slower."""
+    registry = toy_registry(slow_seconds=0.004)
+
+    def fused(m, x, epilogue):  # the slow backend with the epilogue in its own call: the fastest of all
+        m.calls.append("slow+epilogue")
+        return torch.relu(2 * x * m.w + epilogue.bias.view(1, -1, 1, 1))
+    registry["slow"].with_epilogue = fused
+    plain = registry["fast"]
+    registry["fast"] = lambda m, x: (time.sleep(0.002), plain(m, x))[1]  # 2 ms, no epilogue of its own
+    layer = Scale(registry)
+    x, epilogue = torch.randn(2, 3, 4, 4), Epilogue(bias=torch.ones(3), relu=True)
+    with torch.no_grad():
+        assert autotune.chosen_backend(registry, layer, x, epilogue) == "slow"  # 0 ms against 2
+        assert autotune.chosen_backend(registry, layer, x) == "fast"  # the conv alone: 2 ms against 4
+    assert sorted(key[-2] for key in layer.auto_choices) == [False, True]  # one choice with, one without
+    for name in ("slow", "fast"):
+        assert torch.equal(autotune.run_with_epilogue(registry[name], layer, x, epilogue), torch.relu(2 * x + 1))
+
 
 def test_timing_with_gradients_leaves_grads_untouched():
     layer = Scale(toy_registry())
