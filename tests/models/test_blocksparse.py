@@ -41,6 +41,8 @@ def test_module_equals_masked_dense_conv(rearrange, stride, k, bias):
     mask = element_mask(keep, order, 2)[:, :, None, None].float()
     assert sum(p.numel() for p in m.parameters()) == 12 * 2 * k * k + (8 if bias else 0)
     assert torch.equal(m.dense_weight(), w * mask)
+    channels_last = m.dense_weight(torch.channels_last)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last) and torch.equal(channels_last, w * mask)
     x = torch.randn(2, 6, 9, 7)
     y = m(x)
     assert torch.allclose(y, F.conv2d(x, w * mask, m.bias, stride, k // 2), atol=1e-5)
